@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what wsguard's build, tests and reference server need on
+# Debian/Ubuntu. Skips apt entirely when everything is already there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libwebsocketpp-dev libasio-dev nlohmann-json3-dev libcli11-dev
+  catch2 libbenchmark-dev libboost-dev
+)
+if [[ "${1:-}" == "--tests" ]]; then
+  # promtool checks /metrics; clang + its runtime build the fuzzers; node runs
+  # the `ws` client tests; chromium renders the dashboard.
+  packages+=(prometheus clang libclang-rt-14-dev nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install_deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "install_deps: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
