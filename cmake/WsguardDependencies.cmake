@@ -17,7 +17,13 @@ if(WSGUARD_BUILD_TESTS)
 endif()
 
 if(WSGUARD_BUILD_TESTS OR WSGUARD_BUILD_EXAMPLES OR WSGUARD_BUILD_BENCHMARKS)
-  find_package(websocketpp 0.8 QUIET)
+  # websocketpp's version file is ExactVersion, so asking for 0.8 would refuse
+  # the system's 0.8.2: ask for any version and check the minimum here.
+  find_package(websocketpp QUIET)
+  if(websocketpp_FOUND AND websocketpp_VERSION VERSION_LESS 0.8)
+    message(FATAL_ERROR "wsguard: websocketpp ${websocketpp_VERSION} found in "
+      "${websocketpp_DIR}; 0.8 or later is needed (set websocketpp_DIR)")
+  endif()
   if(NOT websocketpp_FOUND)
     message(STATUS "wsguard: websocketpp not found on the system, fetching 0.8.2")
     FetchContent_Declare(websocketpp
@@ -43,8 +49,8 @@ if(WSGUARD_BUILD_TESTS OR WSGUARD_BUILD_EXAMPLES OR WSGUARD_BUILD_BENCHMARKS)
     add_library(wsguard_websocketpp INTERFACE)
     target_include_directories(wsguard_websocketpp SYSTEM INTERFACE "${WSGUARD_ASIO_INCLUDE_DIR}")
     target_link_libraries(wsguard_websocketpp INTERFACE websocketpp::websocketpp Threads::Threads)
-    target_compile_definitions(wsguard_websocketpp INTERFACE ASIO_STANDALONE
-      _WEBSOCKETPP_CPP11_STL_)
+    # websocketpp picks std:: (not boost::) facilities itself under C++11 and later.
+    target_compile_definitions(wsguard_websocketpp INTERFACE ASIO_STANDALONE)
   endif()
 
   find_package(nlohmann_json 3.2 QUIET)

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libwebsocketpp-dev libasio-dev nlohmann-json3-dev libcli11-dev
-  catch2 libbenchmark-dev libboost-dev
+  catch2 libbenchmark-dev libboost-dev libssl-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
   # promtool checks /metrics; clang + its runtime build the fuzzers; node runs

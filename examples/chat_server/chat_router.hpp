@@ -1,0 +1,142 @@
+// wsguard reference chat server — the protocol, apart from any socket.
+// SPDX-License-Identifier: MIT
+//
+// One JSON text frame in, zero or more frames out. Kept apart from the
+// transport so the same code runs under tests, fuzzers and the real server.
+//
+//   {"type":"ping"}                              -> {"type":"pong"}
+//   {"type":"join","room":R}                     -> sender joins R
+//   {"type":"leave","room":R}                    -> sender leaves R
+//   {"type":"room-message","room":R,"content":C} -> every other member of R gets
+//                                                   {"type":"message","from":ID,"content":C}
+//   any other object with a string "type"        -> {"type":"echo","data":<the object>}
+//   text that is not JSON                        -> {"type":"error","error":"Invalid JSON"}
+//   malformed fields                             -> {"type":"error","error":"<what is wrong>"}
+// An error never closes the connection.
+#pragma once
+
+#include <wsguard/connection_registry.hpp>
+#include <wsguard/room_index.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace chat {
+
+/// Counts of what the router did, for /stats.
+struct RouterStats {
+    std::uint64_t handled = 0;
+    std::uint64_t errors = 0;  ///< error replies sent
+    std::uint64_t room_messages = 0;
+    std::uint64_t deliveries = 0;  ///< room-message copies queued for members
+};
+
+/// Routes one message of the chat protocol. Guard is ServerGuard or any type
+/// with the same send / join / leave / broadcast / rooms() members (the
+/// fuzzer and the unit tests use a fake).
+///
+/// Thread safety: Distinct objects: Safe. Shared objects: Unsafe (use it from
+/// the guard's io thread).
+template <class Guard>
+class ChatRouter {
+public:
+    explicit ChatRouter(Guard& guard) : guard_(guard) {}
+
+    /// Effect: parses `payload` as one protocol message from connection `from`
+    /// and carries it out, replying to `from` as the protocol says.
+    /// Fails: never; bad input gets an error reply and changes no state.
+    /// Exceptions: std::bad_alloc.
+    void handle_text(wsguard::ConnectionId from, std::string_view payload) {
+        ++stats_.handled;
+        // Parse without exceptions: bad input is the normal case here, not an error.
+        nlohmann::json msg = nlohmann::json::parse(payload, nullptr, false);
+        if (msg.is_discarded()) {
+            return error(from, "Invalid JSON");
+        }
+        if (!msg.is_object()) {
+            return error(from, "message must be a JSON object");
+        }
+        const auto type_it = msg.find("type");
+        if (type_it == msg.end() || !type_it->is_string()) {
+            return error(from, "message needs a string \"type\"");
+        }
+        const std::string& type = type_it->template get_ref<const std::string&>();
+        if (type == "ping") {
+            return reply(from, R"({"type":"pong"})");
+        }
+        if (type == "join" || type == "leave" || type == "room-message") {
+            const auto room_it = msg.find("room");
+            if (room_it == msg.end() || !room_it->is_string()) {
+                return error(from, "\"room\" must be a string");
+            }
+            const std::string& room = room_it->template get_ref<const std::string&>();
+            if (type == "join") {
+                return join(from, room);
+            }
+            if (type == "leave") {
+                return leave(from, room);
+            }
+            const auto content_it = msg.find("content");
+            if (content_it == msg.end()) {
+                return error(from, "\"content\" is missing");
+            }
+            return room_message(from, room, *content_it);
+        }
+        nlohmann::json echo = {{"type", "echo"}, {"data", std::move(msg)}};
+        reply(from, echo.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    /// Effect: replies that binary frames are not part of the protocol.
+    void handle_binary(wsguard::ConnectionId from) {
+        ++stats_.handled;
+        error(from, "binary frames are not supported; send JSON text");
+    }
+
+    const RouterStats& stats() const noexcept { return stats_; }
+
+private:
+    void join(wsguard::ConnectionId from, const std::string& room) {
+        const auto result = guard_.join(from, room);
+        if (!result) {
+            return;  // closing connection: nobody to reply to
+        }
+        if (!*result) {
+            error(from, wsguard::to_string(result->status));
+        }
+    }
+
+    void leave(wsguard::ConnectionId from, const std::string& room) {
+        if (!guard_.leave(from, room)) {
+            error(from, "not a member of this room");
+        }
+    }
+
+    void room_message(wsguard::ConnectionId from, const std::string& room,
+                      const nlohmann::json& content) {
+        if (!guard_.rooms().contains(from, room)) {
+            return error(from, "join the room before sending to it");
+        }
+        ++stats_.room_messages;
+        // Built once per message, not per member: the guard frames it once too.
+        const nlohmann::json out = {{"type", "message"}, {"from", from}, {"content", content}};
+        const auto result = guard_.broadcast(
+            room, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), from);
+        stats_.deliveries += result.sent;
+    }
+
+    void reply(wsguard::ConnectionId to, std::string_view text) { guard_.send(to, text); }
+
+    void error(wsguard::ConnectionId to, const char* what) {
+        ++stats_.errors;
+        const nlohmann::json out = {{"type", "error"}, {"error", what}};
+        reply(to, out.dump());
+    }
+
+    Guard& guard_;
+    RouterStats stats_;
+};
+
+}  // namespace chat

@@ -1,0 +1,210 @@
+// wsguard reference chat server — the server, apart from its command line, so
+// tests can run it in-process on an ephemeral port.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "chat_router.hpp"
+#include "dashboard_page.hpp"
+#include "http_endpoints.hpp"
+
+#include <wsguard/growth_rate_detector.hpp>
+#include <wsguard/memory.hpp>
+#include <wsguard/websocketpp/asio_ticker.hpp>
+#include <wsguard/websocketpp/lean_config.hpp>
+#include <wsguard/websocketpp/server_guard.hpp>
+
+#include <websocketpp/server.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace chat {
+
+/// Everything the command line sets. Defaults match `chat_server --help`.
+struct ServerOptions {
+    std::uint16_t port = 8080;  ///< 0: pick a free port (tests)
+    std::string bind_address = "0.0.0.0";
+    wsguard::wspp::GuardOptions guard{};
+    std::chrono::milliseconds sample_interval{1000};  ///< memory and series sampling
+    std::chrono::milliseconds tick_interval{250};     ///< housekeeping (idle, pings)
+    unsigned threads = 1;
+    bool quiet = false;  ///< no startup banner (tests)
+};
+
+/// The reference server: websocketpp asio endpoint + ServerGuard + ChatRouter
+/// + HTTP endpoints on the same port. Lock = NullMutex for one io thread,
+/// std::mutex when several threads run the io_context.
+///
+/// Thread safety: Distinct objects: Safe. Shared objects: run() on one thread;
+/// request_shutdown() and port() from any thread.
+template <class Lock = wsguard::NullMutex>
+class ChatServer {
+public:
+    using Config = wsguard::wspp::asio_lean;
+    using Server = websocketpp::server<Config>;
+    using Guard = wsguard::wspp::ServerGuard<Config, Lock>;
+
+    explicit ChatServer(ServerOptions options)
+        : options_(std::move(options)),
+          guard_(server_, options_.guard),
+          router_(guard_),
+          memory_growth_(wsguard::GrowthOptions{}),
+          started_(std::chrono::steady_clock::now()) {
+        server_.init_asio();
+        server_.set_reuse_addr(true);
+        server_.set_listen_backlog(1024);
+        server_.set_http_handler([this](websocketpp::connection_hdl h) { handle_http(h); });
+        on_message_ = guard_.on_message.subscribe(
+            [this](wsguard::ConnectionId id, const typename Guard::message_ptr& msg) {
+                std::lock_guard<Lock> lock(router_mutex_);
+                if (msg->get_opcode() == websocketpp::frame::opcode::text) {
+                    router_.handle_text(id, msg->get_payload());
+                } else {
+                    router_.handle_binary(id);
+                }
+            });
+        on_close_ = guard_.on_close.subscribe([this](wsguard::ConnectionId, const wsguard::wspp::CloseInfo&) {
+            // The last close of a graceful shutdown ends the grace period early.
+            if (guard_.shutting_down() && guard_.registry().size() == 0 && grace_) {
+                grace_->cancel();
+            }
+        });
+        websocketpp::lib::error_code ec;
+        asio::ip::tcp::endpoint ep(asio::ip::make_address(options_.bind_address, ec),
+                                   options_.port);
+        if (ec) {
+            throw std::invalid_argument("bad bind address '" + options_.bind_address +
+                                        "': " + ec.message());
+        }
+        server_.listen(ep, ec);
+        if (ec) {
+            throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
+                                     std::to_string(options_.port) + ": " + ec.message());
+        }
+        server_.start_accept();
+        port_ = server_.get_local_endpoint(ec).port();
+        ticker_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
+        sampler_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(
+            guard_, options_.sample_interval, [this] { sample(); });
+        sample();
+    }
+
+    std::uint16_t port() const noexcept { return port_; }
+
+    /// Runs the io loop on `options.threads` threads until shutdown completes.
+    void run() {
+        std::vector<std::thread> extra;
+        for (unsigned i = 1; i < options_.threads; ++i) {
+            extra.emplace_back([this] { server_.run(); });
+        }
+        server_.run();
+        for (auto& t : extra) {
+            t.join();
+        }
+    }
+
+    /// Graceful shutdown from any thread: close every connection with 1001,
+    /// stop the timers; run() returns once the close handshakes are done (or
+    /// after a 5 s grace period).
+    void request_shutdown() {
+        asio::post(server_.get_io_service(), [this] {
+            if (guard_.shutting_down()) {
+                return;
+            }
+            ticker_->stop();
+            sampler_->stop();
+            guard_.shutdown();
+            // A peer that never answers our close must not hold the process.
+            grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
+                if (!ec) {
+                    server_.stop();
+                }
+            });
+            if (guard_.registry().size() == 0) {
+                grace_->cancel();
+            }
+        });
+    }
+
+    ServerSnapshot snapshot() {
+        ServerSnapshot s;
+        s.guard = guard_.stats();
+        {
+            std::lock_guard<Lock> lock(router_mutex_);
+            s.router = router_.stats();
+        }
+        s.memory = wsguard::read_memory();
+        {
+            std::lock_guard<Lock> lock(sample_mutex_);
+            s.memory_growth = memory_growth_.verdict();
+        }
+        s.uptime_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+        return s;
+    }
+
+    Guard& guard() noexcept { return guard_; }
+    Server& endpoint() noexcept { return server_; }
+
+private:
+    void sample() {
+        if (auto rss = wsguard::resident_set_bytes()) {
+            std::lock_guard<Lock> lock(sample_mutex_);
+            memory_growth_.add_sample(std::chrono::steady_clock::now(), double(*rss));
+        }
+    }
+
+    void handle_http(websocketpp::connection_hdl hdl) {
+        auto con = server_.get_con_from_hdl(hdl);
+        std::string path = con->get_resource();
+        path = path.substr(0, path.find('?'));
+        if (con->get_request().get_method() != "GET") {
+            con->set_status(websocketpp::http::status_code::method_not_allowed);
+            con->append_header("Allow", "GET");
+            con->set_body("only GET is supported\n");
+            return;
+        }
+        if (path == "/stats") {
+            con->set_status(websocketpp::http::status_code::ok);
+            con->append_header("Content-Type", "application/json");
+            con->set_body(stats_json(snapshot()));
+        } else if (path == "/metrics") {
+            con->set_status(websocketpp::http::status_code::ok);
+            con->append_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            con->set_body(metrics_text(snapshot()));
+        } else if (path == "/") {
+            con->set_status(websocketpp::http::status_code::ok);
+            con->append_header("Content-Type", "text/html; charset=utf-8");
+            con->set_body(dashboard_page());
+        } else {
+            con->set_status(websocketpp::http::status_code::not_found);
+            con->append_header("Content-Type", "text/plain");
+            con->set_body("not found: try /, /stats or /metrics\n");
+        }
+        con->append_header("Cache-Control", "no-store");
+    }
+
+    ServerOptions options_;
+    Server server_;
+    Guard guard_;
+    Lock router_mutex_;
+    ChatRouter<Guard> router_;
+    Lock sample_mutex_;
+    wsguard::GrowthRateDetector memory_growth_;
+    std::chrono::steady_clock::time_point started_;
+    wsguard::ScopedListener on_message_;
+    wsguard::ScopedListener on_close_;
+    std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> ticker_;
+    std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> sampler_;
+    typename Server::timer_ptr grace_;
+    std::uint16_t port_ = 0;
+};
+
+}  // namespace chat

@@ -1,0 +1,154 @@
+// wsguard reference chat server — what /stats and /metrics say.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "chat_router.hpp"
+
+#include <wsguard/growth_rate_detector.hpp>
+#include <wsguard/memory.hpp>
+#include <wsguard/websocketpp/server_guard.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+namespace chat {
+
+/// Everything the HTTP endpoints report, gathered once per request.
+struct ServerSnapshot {
+    wsguard::wspp::GuardStats guard;
+    RouterStats router;
+    wsguard::MemoryReading memory;
+    wsguard::GrowthVerdict memory_growth;
+    double uptime_seconds = 0;
+};
+
+inline nlohmann::json optional_json(const std::optional<std::size_t>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+/// GET /stats: the top-level counts first, then objects per concern.
+inline std::string stats_json(const ServerSnapshot& s) {
+    const auto& g = s.guard;
+    nlohmann::json j = {
+        {"connections", g.connections},
+        {"rooms", g.rooms},
+        {"memberships", g.memberships},
+        {"listeners", g.listeners},
+        {"queued_bytes", g.queued_bytes},
+        {"dropped_messages", g.dropped_messages},
+        {"rejected_connections", g.rejected_connections},
+        {"uptime_seconds", s.uptime_seconds},
+        {"closes",
+         {{"slow_consumer", g.closed_slow_consumer},
+          {"idle", g.closed_idle},
+          {"dead_peer", g.terminated_dead},
+          {"oversized", g.closed_oversized},
+          {"shutdown", g.closed_shutdown}}},
+        {"traffic",
+         {{"opened", g.opened},
+          {"closed", g.closed},
+          {"failed_handshakes", g.failed},
+          {"messages_in", g.messages_in},
+          {"messages_out", g.messages_out},
+          {"bytes_in", g.bytes_in},
+          {"bytes_out", g.bytes_out},
+          {"pings_sent", g.pings_sent},
+          {"pongs_received", g.pongs_received}}},
+        {"router",
+         {{"handled", s.router.handled},
+          {"errors", s.router.errors},
+          {"room_messages", s.router.room_messages},
+          {"deliveries", s.router.deliveries}}},
+        {"memory",
+         {{"resident_bytes", optional_json(s.memory.resident_bytes)},
+          {"heap_in_use_bytes", optional_json(s.memory.heap_in_use_bytes)},
+          {"limit_bytes", optional_json(s.memory.limit_bytes)},
+          {"limit_source", wsguard::to_string(s.memory.limit_source)},
+          {"trims", g.memory_trims}}},
+        {"growth",
+         {{"series", "resident_bytes"},
+          {"level", wsguard::to_string(s.memory_growth.level)},
+          {"growth_per_hour", s.memory_growth.growth_per_hour},
+          {"r_squared", s.memory_growth.r_squared},
+          {"samples", s.memory_growth.samples}}},
+        {"shutting_down", g.shutting_down},
+    };
+    return j.dump(2);
+}
+
+namespace detail {
+
+class MetricsWriter {
+public:
+    void metric(const char* name, const char* type, const char* help, double value,
+                const char* labels = "") {
+        out_ << "# HELP wsguard_" << name << ' ' << help << '\n'
+             << "# TYPE wsguard_" << name << ' ' << type << '\n'
+             << "wsguard_" << name << labels << ' ' << value << '\n';
+    }
+    void gauge(const char* name, const char* help, double value) {
+        metric(name, "gauge", help, value);
+    }
+    void counter(const char* name, const char* help, double value) {
+        metric(name, "counter", help, value);
+    }
+    std::string str() const { return out_.str(); }
+
+private:
+    std::ostringstream out_;
+};
+
+}  // namespace detail
+
+/// GET /metrics: Prometheus text exposition format 0.0.4, `wsguard_` prefix.
+inline std::string metrics_text(const ServerSnapshot& s) {
+    const auto& g = s.guard;
+    detail::MetricsWriter w;
+    w.gauge("connections", "Open, admitted WebSocket connections.", double(g.connections));
+    w.gauge("rooms", "Rooms with at least one member.", double(g.rooms));
+    w.gauge("memberships", "Room memberships over all connections.", double(g.memberships));
+    w.gauge("listeners", "Listeners attached to the server's events.", double(g.listeners));
+    w.gauge("queued_bytes", "Bytes waiting in every connection's send queue.",
+            double(g.queued_bytes));
+    w.counter("dropped_messages_total", "Messages not queued for a slow consumer.",
+              double(g.dropped_messages));
+    w.counter("rejected_connections_total", "Connections refused at max connections (1013).",
+              double(g.rejected_connections));
+    w.counter("closed_slow_consumer_total", "Connections closed as slow consumers (1008).",
+              double(g.closed_slow_consumer));
+    w.counter("closed_idle_total", "Connections closed for idleness (1000).",
+              double(g.closed_idle));
+    w.counter("terminated_dead_total", "Connections terminated after a missed pong.",
+              double(g.terminated_dead));
+    w.counter("closed_oversized_total", "Connections closed for a message too big (1009).",
+              double(g.closed_oversized));
+    w.counter("connections_opened_total", "Connections admitted.", double(g.opened));
+    w.counter("connections_closed_total", "Admitted connections that closed.", double(g.closed));
+    w.counter("messages_in_total", "Messages received.", double(g.messages_in));
+    w.counter("messages_out_total", "Messages queued for sending.", double(g.messages_out));
+    w.counter("bytes_in_total", "Payload bytes received.", double(g.bytes_in));
+    w.counter("bytes_out_total", "Payload bytes queued for sending.", double(g.bytes_out));
+    w.counter("router_errors_total", "Error replies to malformed messages.",
+              double(s.router.errors));
+    if (s.memory.resident_bytes) {
+        w.gauge("resident_memory_bytes", "Resident set size of the process.",
+                double(*s.memory.resident_bytes));
+    }
+    if (s.memory.heap_in_use_bytes) {
+        w.gauge("heap_in_use_bytes", "Heap bytes in use (mallinfo2).",
+                double(*s.memory.heap_in_use_bytes));
+    }
+    if (s.memory.limit_bytes) {
+        w.gauge("memory_limit_bytes", "Memory limit that applies (cgroup, else physical).",
+                double(*s.memory.limit_bytes));
+    }
+    w.gauge("memory_growth_bytes_per_hour", "Least-squares growth of resident memory.",
+            s.memory_growth.growth_per_hour);
+    w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
+    return w.str();
+}
+
+}  // namespace chat

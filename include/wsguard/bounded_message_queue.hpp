@@ -1,0 +1,508 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// BoundedMessageQueue: a FIFO bounded by item count AND by bytes, with an explicit
+// overflow policy and an optional maximum age. An unbounded per-connection queue is
+// how a client that stops reading grows a server's memory forever; this queue makes
+// the bound part of the type and counts every item it refuses or drops, so the
+// server can see the pressure instead of discovering it as an out-of-memory kill.
+// Storage is a ring that grows by doubling up to max_count and is then reused: once
+// a queue reaches its working size, pushing and popping allocate nothing.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+namespace wsguard {
+
+/// What try_push() does when storing an item would break a bound (spdlog's
+/// overrun / discard pair, named as verbs).
+enum class OverflowPolicy {
+    drop_oldest,   ///< make room by dropping the oldest items (counted in dropped_oldest)
+    reject_newest  ///< keep the queue as it is and refuse the new item (counted in rejected_full)
+};
+
+/// The outcome of try_push(); every value except `pushed` is also counted in stats().
+enum class PushResult {
+    pushed,                 ///< stored, nothing dropped
+    pushed_dropped_oldest,  ///< stored after dropping one or more oldest items (drop_oldest)
+    rejected_full,          ///< not stored: the queue is full (reject_newest)
+    rejected_too_large      ///< not stored: this item alone is larger than max_bytes (either policy)
+};
+
+/// Effect: the enumerator's name, e.g. "rejected_full"; "unknown" for a value outside the enum.
+/// Never fails. Thread safety: Safe. Exceptions: nothrow.
+inline const char* to_string(PushResult result) noexcept {
+    switch (result) {
+        case PushResult::pushed:
+            return "pushed";
+        case PushResult::pushed_dropped_oldest:
+            return "pushed_dropped_oldest";
+        case PushResult::rejected_full:
+            return "rejected_full";
+        case PushResult::rejected_too_large:
+            return "rejected_too_large";
+    }
+    return "unknown";
+}
+
+/// Effect: the enumerator's name, e.g. "drop_oldest"; "unknown" for a value outside the enum.
+/// Never fails. Thread safety: Safe. Exceptions: nothrow.
+inline const char* to_string(OverflowPolicy policy) noexcept {
+    switch (policy) {
+        case OverflowPolicy::drop_oldest:
+            return "drop_oldest";
+        case OverflowPolicy::reject_newest:
+            return "reject_newest";
+    }
+    return "unknown";
+}
+
+/// Every limit of a BoundedMessageQueue. Both bounds apply at once.
+struct QueueOptions {
+    /// 1024 messages: far more than a healthy reader ever has in flight, small enough
+    /// that a stalled one costs at most 1024 slots; the ring only grows to it if used.
+    std::size_t max_count = 1024;
+    /// 1 MiB: websocketpp's default max message size, so one maximal message always
+    /// fits, while 10k stalled connections still cannot hold more than ~10 GB.
+    std::size_t max_bytes = 1u << 20;
+    /// drop_oldest: for live updates (chat, prices) the newest message is the useful
+    /// one; use reject_newest when the sender must learn that a message did not go.
+    OverflowPolicy policy = OverflowPolicy::drop_oldest;
+    /// Zero: items never expire (most messages stay useful until delivered). Set it
+    /// when a stale message is worse than none. Must not be negative.
+    std::chrono::steady_clock::duration max_age = std::chrono::steady_clock::duration::zero();
+};
+
+/// A snapshot of every count a BoundedMessageQueue holds. Balance (the definition
+/// of the counters): pushed == popped + dropped_oldest + dropped_expired + cleared + size.
+struct QueueStats {
+    std::size_t size;              ///< items stored now
+    std::size_t bytes;             ///< sum of the stored items' sizes (as measured at push)
+    std::size_t max_count;         ///< QueueOptions::max_count
+    std::size_t max_bytes;         ///< QueueOptions::max_bytes
+    std::size_t high_water_count;  ///< largest size ever reached
+    std::size_t high_water_bytes;  ///< largest bytes ever reached
+    std::uint64_t pushed;          ///< items stored by try_push (pushed + pushed_dropped_oldest)
+    std::uint64_t popped;          ///< items handed out by try_pop
+    std::uint64_t dropped_oldest;  ///< items dropped to make room (drop_oldest policy)
+    std::uint64_t rejected_full;   ///< try_push refusals because full (reject_newest policy)
+    std::uint64_t rejected_too_large;  ///< try_push refusals of an item larger than max_bytes
+    std::uint64_t dropped_expired;     ///< items dropped because they reached max_age
+    std::uint64_t cleared;             ///< items discarded by clear()
+    std::size_t capacity;              ///< slots allocated now (<= max_count)
+};
+
+namespace detail {
+
+template <class T, class = void>
+struct HasSize : std::false_type {};
+template <class T>
+struct HasSize<T, std::void_t<decltype(std::declval<const T&>().size())>> : std::true_type {};
+
+template <class T, class = void>
+struct HasPointeeSize : std::false_type {};
+template <class T>
+struct HasPointeeSize<
+    T, std::void_t<decltype(std::declval<const T&>()->size()),
+                   decltype(static_cast<bool>(std::declval<const T&>()))>> : std::true_type {};
+
+}  // namespace detail
+
+/// The default size function: t.size() when T has it (std::string, std::vector<char>),
+/// else t->size() for a pointer-like to such a thing (std::shared_ptr<const std::string>,
+/// the shared payload of a broadcast; a null pointer counts 0), else sizeof(T).
+struct DefaultSizeOf {
+    template <class T>
+    std::size_t operator()(const T& value) const {
+        if constexpr (detail::HasSize<T>::value) {
+            return static_cast<std::size_t>(value.size());
+        } else if constexpr (detail::HasPointeeSize<T>::value) {
+            return value ? static_cast<std::size_t>(value->size()) : 0;
+        } else {
+            return sizeof(T);
+        }
+    }
+};
+
+namespace detail {
+
+/// One ring slot: the item plus what the queue must remember about it. The byte
+/// count is kept so that accounting stays exact even if the owner edits the item
+/// through front().
+template <class T, class TimePoint>
+struct QueueSlot {
+    T value;
+    TimePoint pushed_at;
+    std::size_t bytes;
+};
+
+}  // namespace detail
+
+/// A FIFO of T bounded by count (max_count) and by bytes (max_bytes, measured by
+/// SizeOf at push), with an overflow policy and an optional max_age measured on Clock.
+/// Storage is a ring buffer that starts empty, doubles as needed up to max_count and
+/// then never allocates again (never shrinks either, unless shrink_to_fit() is called).
+///
+/// @tparam T      the item; must be nothrow move-constructible and nothrow destructible
+///                (that is what lets every operation keep the strong guarantee).
+/// @tparam SizeOf callable std::size_t(const T&): an item's weight against max_bytes.
+/// @tparam Clock  has now() returning a time_point; monotonic (steady_clock by default,
+///                a ManualClock in tests).
+///
+/// Thread safety: Distinct objects: Safe. Shared objects: Unsafe. The queue is not
+/// synchronised: it has one owner (e.g. the io thread that serves the connection).
+template <class T, class SizeOf = DefaultSizeOf, class Clock = std::chrono::steady_clock>
+class BoundedMessageQueue {
+    static_assert(std::is_nothrow_move_constructible_v<T>,
+                  "BoundedMessageQueue<T>: T must be nothrow move-constructible (items are "
+                  "relocated when the ring grows and must not be lost half-way)");
+    static_assert(std::is_nothrow_destructible_v<T>,
+                  "BoundedMessageQueue<T>: T must be nothrow destructible");
+
+public:
+    using value_type = T;
+    using clock_type = Clock;
+    using time_point = typename Clock::time_point;
+
+    /// Effect: an empty queue with these bounds; allocates nothing until the first push.
+    /// Fails: std::invalid_argument if max_count == 0, max_bytes == 0 or max_age < 0.
+    /// Thread safety: n/a (construction). Exceptions: std::invalid_argument; whatever
+    /// copying SizeOf or Clock throws.
+    explicit BoundedMessageQueue(QueueOptions options = {}, SizeOf size_of = {}, Clock clock = {})
+        : options_(options), size_of_(std::move(size_of)), clock_(std::move(clock)) {
+        if (options_.max_count == 0) {
+            throw std::invalid_argument("wsguard::BoundedMessageQueue: max_count must be > 0");
+        }
+        if (options_.max_bytes == 0) {
+            throw std::invalid_argument("wsguard::BoundedMessageQueue: max_bytes must be > 0");
+        }
+        if (options_.max_age < std::chrono::steady_clock::duration::zero()) {
+            throw std::invalid_argument(
+                "wsguard::BoundedMessageQueue: max_age must not be negative (zero: no expiry)");
+        }
+    }
+
+    BoundedMessageQueue(const BoundedMessageQueue&) = delete;
+    BoundedMessageQueue& operator=(const BoundedMessageQueue&) = delete;
+
+    /// Effect: takes other's items, storage and counters; other is left empty, with no
+    /// storage, zeroed counters and its options unchanged.
+    /// Never fails. Thread safety: neither queue may be in use elsewhere.
+    /// Exceptions: nothrow if moving SizeOf and Clock is.
+    BoundedMessageQueue(BoundedMessageQueue&& other) noexcept(
+        std::is_nothrow_move_constructible_v<SizeOf>&& std::is_nothrow_move_constructible_v<Clock>)
+        : options_(other.options_),
+          size_of_(std::move(other.size_of_)),
+          clock_(std::move(other.clock_)),
+          ring_(std::exchange(other.ring_, Ring{})),
+          counters_(std::exchange(other.counters_, Counters{})) {}
+
+    /// Effect: destroys this queue's items, then as the move constructor.
+    /// Never fails. Thread safety: neither queue may be in use elsewhere.
+    /// Exceptions: nothrow if move-assigning SizeOf and Clock is.
+    BoundedMessageQueue& operator=(BoundedMessageQueue&& other) noexcept(
+        std::is_nothrow_move_assignable_v<SizeOf>&& std::is_nothrow_move_assignable_v<Clock>) {
+        if (this != &other) {
+            size_of_ = std::move(other.size_of_);
+            clock_ = std::move(other.clock_);
+            release();
+            options_ = other.options_;
+            ring_ = std::exchange(other.ring_, Ring{});
+            counters_ = std::exchange(other.counters_, Counters{});
+        }
+        return *this;
+    }
+
+    /// Effect: destroys every stored item and frees the ring.
+    ~BoundedMessageQueue() { release(); }
+
+    /// Effect: first drops the items that reached max_age (counted in dropped_expired);
+    /// then stores value at the back, stamped with the clock's now() for max_age, unless
+    /// a bound is in the way: an item larger than max_bytes is refused
+    /// (rejected_too_large); otherwise, if count or bytes would exceed their bound,
+    /// drop_oldest drops as many oldest items as needed to fit (pushed_dropped_oldest,
+    /// each counted in dropped_oldest) and reject_newest refuses it (rejected_full).
+    /// Fails: by returning a value other than pushed/pushed_dropped_oldest; never blocks.
+    /// Thread safety: Unsafe (one owner). Exceptions: strong: if SizeOf, the clock or
+    /// the growth allocation throws, nothing has changed (value is destroyed with the
+    /// argument); nothing after those can throw.
+    PushResult try_push(T value) {
+        const std::size_t item_bytes = size_of_(static_cast<const T&>(value));
+        if (item_bytes > options_.max_bytes) {
+            ++counters_.rejected_too_large;
+            return PushResult::rejected_too_large;
+        }
+        // Stamp only when ages matter: steady_clock::now() is not free.
+        const time_point now = expiring() ? clock_.now() : time_point{};
+        const bool front_expired = expiring() && ring_.size != 0 && is_expired(at(0), now);
+        // Grow (the only allocation) before changing anything, and only if no slot is
+        // about to be freed by expiry or by an overflow drop / rejection.
+        // At capacity == max_count the count bound below drops or rejects instead.
+        if (ring_.size == ring_.capacity && ring_.capacity < options_.max_count &&
+            !front_expired && item_bytes <= options_.max_bytes - ring_.bytes) {
+            grow();
+        }
+        // From here on nothing throws.
+        expire_at(now);
+        bool dropped = false;
+        if (ring_.size == options_.max_count || item_bytes > options_.max_bytes - ring_.bytes) {
+            if (options_.policy == OverflowPolicy::reject_newest) {
+                ++counters_.rejected_full;
+                return PushResult::rejected_full;
+            }
+            // Terminates: item_bytes <= max_bytes, so an empty queue always fits it.
+            while (ring_.size == options_.max_count ||
+                   item_bytes > options_.max_bytes - ring_.bytes) {
+                destroy_front();
+                ++counters_.dropped_oldest;
+                dropped = true;
+            }
+        }
+        Slot* slot = ring_.slots + index_of(ring_.size);
+        ::new (static_cast<void*>(slot)) Slot{std::move(value), now, item_bytes};
+        ++ring_.size;
+        ring_.bytes += item_bytes;
+        ++counters_.pushed;
+        counters_.high_water_count = std::max(counters_.high_water_count, ring_.size);
+        counters_.high_water_bytes = std::max(counters_.high_water_bytes, ring_.bytes);
+        return dropped ? PushResult::pushed_dropped_oldest : PushResult::pushed;
+    }
+
+    /// Effect: drops the expired items at the front (counted in dropped_expired), then
+    /// removes the oldest item and returns it (counted in popped).
+    /// Fails: std::nullopt when no unexpired item is left. Thread safety: Unsafe (one
+    /// owner). Exceptions: strong: only the clock can throw, before anything changes.
+    std::optional<T> try_pop() {
+        expire();
+        if (ring_.size == 0) {
+            return std::nullopt;
+        }
+        std::optional<T> out(std::move(at(0).value));
+        destroy_front();
+        ++counters_.popped;
+        return out;
+    }
+
+    /// Effect: as try_pop(), but move-assigns the item to out.
+    /// Fails: returns false (out untouched) when no unexpired item is left.
+    /// Thread safety: Unsafe (one owner). Exceptions: if T's move assignment throws, the
+    /// item stays in the queue (expired items already dropped stay dropped and counted).
+    bool try_pop(T& out) {
+        expire();
+        if (ring_.size == 0) {
+            return false;
+        }
+        out = std::move(at(0).value);
+        destroy_front();
+        ++counters_.popped;
+        return true;
+    }
+
+    /// Effect: the oldest stored item, which may already be expired (call expire()
+    /// first to be sure it is not); its recorded byte count does not change if it is
+    /// edited through the pointer. Valid until the next non-const call.
+    /// Fails: nullptr when empty. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    T* front() noexcept { return ring_.size == 0 ? nullptr : &at(0).value; }
+    /// Effect, Fails, Thread safety, Exceptions: as the non-const front().
+    const T* front() const noexcept { return ring_.size == 0 ? nullptr : &at(0).value; }
+
+    /// Effect: drops every item whose age (now - push time) has reached max_age, oldest
+    /// first; counted in dropped_expired. O(dropped): items are in push order, so the
+    /// walk stops at the first live one. Does nothing when max_age is zero.
+    /// Fails: returns 0 when nothing expired. Thread safety: Unsafe (one owner).
+    /// Exceptions: strong (only the clock can throw, before anything changes).
+    std::size_t expire() {
+        if (!expiring()) {
+            return 0;
+        }
+        return expire_at(clock_.now());
+    }
+
+    /// Effect: destroys every item. They are not "dropped" (no bound was hit, the owner
+    /// chose to discard them, e.g. the connection closed): they are counted in `cleared`
+    /// so the balance stays exact. The ring is kept for reuse (see shrink_to_fit()).
+    /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    void clear() noexcept {
+        counters_.cleared += ring_.size;
+        while (ring_.size != 0) {
+            destroy_front();
+        }
+        ring_.head = 0;
+    }
+
+    /// Effect: reallocates the ring to exactly size() slots (frees it when empty), e.g.
+    /// after a burst on a long-lived connection; later pushes grow it again by doubling.
+    /// Fails: never. Thread safety: Unsafe (one owner). Exceptions: strong (only the
+    /// allocation can throw, before anything changes).
+    void shrink_to_fit() {
+        if (ring_.size == ring_.capacity) {
+            return;
+        }
+        if (ring_.size == 0) {
+            deallocate();
+            return;
+        }
+        relocate(ring_.size);
+    }
+
+    /// Effect: the number of stored items (expired ones included until dropped).
+    /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    std::size_t size() const noexcept { return ring_.size; }
+    /// Effect: the sum of the stored items' sizes as measured by SizeOf at push.
+    /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    std::size_t bytes() const noexcept { return ring_.bytes; }
+    /// Effect: size() == 0. Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    bool empty() const noexcept { return ring_.size == 0; }
+    /// Effect: the number of slots allocated now (0 before the first push, <= max_count).
+    /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    std::size_t capacity() const noexcept { return ring_.capacity; }
+    /// Effect: the options given at construction. Never fails. Thread safety: Unsafe
+    /// (one owner). Exceptions: nothrow.
+    const QueueOptions& options() const noexcept { return options_; }
+
+    /// Effect: a snapshot of every count (see QueueStats for the definitions).
+    /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
+    QueueStats stats() const noexcept {
+        QueueStats s{};
+        s.size = ring_.size;
+        s.bytes = ring_.bytes;
+        s.max_count = options_.max_count;
+        s.max_bytes = options_.max_bytes;
+        s.high_water_count = counters_.high_water_count;
+        s.high_water_bytes = counters_.high_water_bytes;
+        s.pushed = counters_.pushed;
+        s.popped = counters_.popped;
+        s.dropped_oldest = counters_.dropped_oldest;
+        s.rejected_full = counters_.rejected_full;
+        s.rejected_too_large = counters_.rejected_too_large;
+        s.dropped_expired = counters_.dropped_expired;
+        s.cleared = counters_.cleared;
+        s.capacity = ring_.capacity;
+        return s;
+    }
+
+private:
+    using Slot = detail::QueueSlot<T, time_point>;
+    using Allocator = std::allocator<Slot>;
+    using AllocTraits = std::allocator_traits<Allocator>;
+
+    // First allocation: small, because most per-connection queues hold a message or
+    // two; doubling reaches any working size in a few steps.
+    static constexpr std::size_t initial_capacity = 4;
+
+    struct Ring {
+        Slot* slots = nullptr;  // raw storage for `capacity` slots; [head, head+size) live
+        std::size_t capacity = 0;
+        std::size_t head = 0;
+        std::size_t size = 0;
+        std::size_t bytes = 0;
+    };
+
+    struct Counters {
+        std::size_t high_water_count = 0;
+        std::size_t high_water_bytes = 0;
+        std::uint64_t pushed = 0;
+        std::uint64_t popped = 0;
+        std::uint64_t dropped_oldest = 0;
+        std::uint64_t rejected_full = 0;
+        std::uint64_t rejected_too_large = 0;
+        std::uint64_t dropped_expired = 0;
+        std::uint64_t cleared = 0;
+    };
+
+    bool expiring() const noexcept { return options_.max_age != options_.max_age.zero(); }
+
+    bool is_expired(const Slot& slot, time_point now) const noexcept {
+        return now - slot.pushed_at >= options_.max_age;
+    }
+
+    // Physical index of the i-th oldest item; avoids %, capacity need not be a power of 2.
+    std::size_t index_of(std::size_t i) const noexcept {
+        const std::size_t j = ring_.head + i;
+        return j >= ring_.capacity ? j - ring_.capacity : j;
+    }
+
+    Slot& at(std::size_t i) noexcept { return ring_.slots[index_of(i)]; }
+    const Slot& at(std::size_t i) const noexcept { return ring_.slots[index_of(i)]; }
+
+    std::size_t expire_at(time_point now) noexcept {
+        if (!expiring()) {
+            return 0;
+        }
+        std::size_t n = 0;
+        while (ring_.size != 0 && is_expired(at(0), now)) {
+            destroy_front();
+            ++n;
+        }
+        counters_.dropped_expired += n;
+        return n;
+    }
+
+    void destroy_front() noexcept {
+        Slot& slot = at(0);
+        ring_.bytes -= slot.bytes;
+        slot.~Slot();
+        ring_.head = index_of(1);
+        --ring_.size;
+    }
+
+    void grow() {
+        const std::size_t max = options_.max_count;
+        std::size_t next = initial_capacity;
+        if (ring_.capacity != 0) {
+            next = ring_.capacity > max / 2 ? max : ring_.capacity * 2;  // no overflow
+        }
+        relocate(std::min(next, max));
+    }
+
+    // Moves the live items, oldest first, into a fresh ring of new_capacity slots.
+    void relocate(std::size_t new_capacity) {
+        Allocator alloc;
+        Slot* fresh = AllocTraits::allocate(alloc, new_capacity);  // the only throw point
+        for (std::size_t i = 0; i < ring_.size; ++i) {
+            Slot& old = at(i);
+            ::new (static_cast<void*>(fresh + i)) Slot(std::move(old));
+            old.~Slot();
+        }
+        if (ring_.slots != nullptr) {
+            AllocTraits::deallocate(alloc, ring_.slots, ring_.capacity);
+        }
+        ring_.slots = fresh;
+        ring_.capacity = new_capacity;
+        ring_.head = 0;
+    }
+
+    void deallocate() noexcept {
+        if (ring_.slots != nullptr) {
+            Allocator alloc;
+            AllocTraits::deallocate(alloc, ring_.slots, ring_.capacity);
+        }
+        ring_.slots = nullptr;
+        ring_.capacity = 0;
+        ring_.head = 0;
+    }
+
+    void release() noexcept {
+        while (ring_.size != 0) {
+            destroy_front();
+        }
+        deallocate();
+    }
+
+    QueueOptions options_;
+    SizeOf size_of_;
+    Clock clock_;
+    Ring ring_;
+    Counters counters_;
+};
+
+}  // namespace wsguard

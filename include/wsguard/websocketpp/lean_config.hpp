@@ -1,0 +1,48 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// Endpoint configs sized for many mostly idle connections. websocketpp's
+// defaults give every connection a 16 KiB read buffer, allocated for the whole
+// life of the connection even when the peer sends nothing: at 10,000 idle
+// connections that is 160 MiB of buffers holding no data. A 1 KiB read buffer
+// costs a few more read calls for a large message and nothing else: frames are
+// reassembled in the message buffer, not in the read buffer.
+#pragma once
+
+#include <cstddef>
+
+#include <websocketpp/config/asio_no_tls.hpp>
+#include <websocketpp/config/core.hpp>
+#include <websocketpp/logger/levels.hpp>
+
+namespace wsguard::wspp {
+
+namespace detail {
+
+/// The knobs wsguard changes, applied on top of any websocketpp config.
+template <class Base>
+struct Lean : Base {
+    using type = Lean;
+    using base = Base;
+
+    /// Bytes read from the socket per read call, held per connection for its
+    /// whole life. 1 KiB: a mostly idle connection should cost little; see
+    /// benchmarks/RESULTS.md for the large-message trade-off.
+    static const std::size_t connection_read_buffer_size = 1024;
+
+    /// Access logging off: a line per connect and message costs more than the
+    /// server's own work at high rates. Errors still reach the error log.
+    static const ::websocketpp::log::level alog_level = ::websocketpp::log::alevel::none;
+    static const ::websocketpp::log::level elog_level =
+        ::websocketpp::log::elevel::fatal | ::websocketpp::log::elevel::rerror;
+};
+
+}  // namespace detail
+
+/// Asio (plain TCP) server config for many mostly idle connections.
+using asio_lean = detail::Lean<::websocketpp::config::asio>;
+
+/// iostream-transport config (no sockets, no timers): what the tests drive.
+using core_lean = detail::Lean<::websocketpp::config::core>;
+
+}  // namespace wsguard::wspp

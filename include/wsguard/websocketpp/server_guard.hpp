@@ -1,0 +1,684 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// ServerGuard: composes wsguard's primitives around a websocketpp server so
+// that it cannot leak in the four classic ways:
+//  - listeners: the server's events are Emitters; user logic attaches with
+//    ScopedListeners and never touches websocketpp's single-slot handlers;
+//  - connection maps: per-connection state lives in one ConnectionRegistry
+//    keyed by ConnectionId, holding weak connection_hdls only (never a
+//    connection_ptr), removed on close and on fail, swept when idle or dead;
+//  - buffers: websocketpp's send queue has no bound, so every send checks
+//    get_buffered_amount() against max_buffered_bytes and applies the
+//    slow-consumer policy (drop and count, or close with 1008);
+//  - captured references: handlers capture `this` only, and the guard's
+//    destructor uninstalls them.
+//
+// Thread model. Lock = NullMutex (ServerGuard): one io thread runs the
+// endpoint, and every call on the guard (send, broadcast, tick, stats, ...)
+// is made from that thread, e.g. from handlers or from timers on the same
+// io_context. Lock = std::mutex (SyncServerGuard): the guard's own tables
+// (registry, rooms, emitters, id map) are locked and may be used from any
+// thread; websocketpp's per-connection calls are its own business. The
+// reference server uses one io thread.
+#pragma once
+
+#include <wsguard/connection_registry.hpp>
+#include <wsguard/memory.hpp>
+#include <wsguard/null_mutex.hpp>
+#include <wsguard/room_index.hpp>
+#include <wsguard/scoped_listener.hpp>
+
+#include <websocketpp/close.hpp>
+#include <websocketpp/frame.hpp>
+#include <websocketpp/processors/hybi13.hpp>
+#include <websocketpp/server.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace wsguard::wspp {
+
+/// What happens when a send would push a connection's buffered outgoing bytes
+/// over GuardOptions::max_buffered_bytes.
+enum class SlowConsumerPolicy {
+    drop,  ///< the message is not queued for that connection; counted in dropped_messages
+    close  ///< the connection is closed with 1008 "Slow consumer"; counted in closed_slow_consumer
+};
+
+/// Every limit the guard enforces. Defaults suit a chat-like server with many
+/// mostly idle connections; each says why.
+struct GuardOptions {
+    /// Connections beyond this are accepted, then closed with 1013 "Try again
+    /// later" so a client sees why. 10,000 fits comfortably in a few hundred MiB.
+    std::size_t max_connections = 10000;
+    /// Largest incoming message; a bigger one closes the connection with 1009.
+    /// 1 MiB: websocketpp's 32 MB default lets one peer make the server buffer
+    /// 32 MB before anything checks it.
+    std::size_t max_message_bytes = 1 << 20;
+    /// A connection that sends no message for this long is closed with 1000
+    /// "Idle timeout". Pongs do not count. 5 min, Beast's suggestion for servers.
+    /// Zero disables.
+    std::chrono::milliseconds idle_timeout{300000};
+    /// How often each connection is pinged. 30 s keeps NAT mappings alive and
+    /// finds dead peers within a minute. Zero disables pings and dead-peer checks.
+    std::chrono::milliseconds ping_interval{30000};
+    /// A ping unanswered for this long means the peer is dead: the connection
+    /// is terminated (no close handshake, the peer is gone). Zero: the ping
+    /// interval, so a dead peer is gone within two intervals.
+    std::chrono::milliseconds pong_timeout{0};
+    /// Per-connection bound on bytes queued in websocketpp's send queue. 1 MiB
+    /// (Centrifugo's default): a few seconds of a busy room, not enough to
+    /// matter at 10,000 connections unless many readers stall at once.
+    std::size_t max_buffered_bytes = 1 << 20;
+    /// What a send over max_buffered_bytes does. Drop suits chat (a stalled
+    /// reader misses messages); close suits in-order streams.
+    SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::drop;
+    /// Limits on rooms: per member, name length, total.
+    RoomOptions rooms{};
+    /// After the connection count falls by this many since the last trim, the
+    /// next tick hands freed heap back to the system so resident memory falls
+    /// after a wave of disconnects. Zero disables.
+    std::size_t trim_after_closes = 256;
+};
+
+/// What a send did. Every value but `sent` is also counted in stats().
+enum class SendStatus {
+    sent,                  ///< queued on the connection
+    dropped,               ///< not queued: slow consumer under the drop policy
+    closed_slow_consumer,  ///< not queued: slow consumer, the connection is being closed (1008)
+    not_connected,         ///< unknown id, or the connection is closing or closed
+    failed                 ///< websocketpp refused the send (the error is logged by websocketpp)
+};
+
+inline const char* to_string(SendStatus s) noexcept {
+    switch (s) {
+        case SendStatus::sent: return "sent";
+        case SendStatus::dropped: return "dropped";
+        case SendStatus::closed_slow_consumer: return "closed_slow_consumer";
+        case SendStatus::not_connected: return "not_connected";
+        case SendStatus::failed: return "failed";
+    }
+    return "unknown";
+}
+
+/// What one broadcast did, recipient by recipient.
+struct BroadcastResult {
+    std::size_t recipients = 0;  ///< members of the room, less the excluded sender
+    std::size_t sent = 0;
+    std::size_t dropped = 0;
+    std::size_t closed = 0;         ///< closed as slow consumers
+    std::size_t not_connected = 0;  ///< members whose connection was already closing
+};
+
+/// How a connection ended, as the close event reports it.
+struct CloseInfo {
+    std::uint16_t local_code = 0;   ///< code we sent (or 1006 when terminated)
+    std::uint16_t remote_code = 0;  ///< code the peer sent (1005 when none)
+    std::string reason;             ///< the peer's reason, else ours
+    bool failed = false;            ///< the connection never opened (handshake failed)
+};
+
+/// A snapshot of every count the guard holds.
+struct GuardStats {
+    std::size_t connections = 0;  ///< open and registered
+    std::size_t rooms = 0;
+    std::size_t memberships = 0;
+    std::size_t listeners = 0;     ///< ScopedListeners attached to the guard's events
+    std::size_t queued_bytes = 0;  ///< sum of get_buffered_amount() over connections
+    std::uint64_t dropped_messages = 0;
+    std::uint64_t rejected_connections = 0;  ///< refused at max_connections (1013)
+    std::uint64_t closed_slow_consumer = 0;  ///< 1008
+    std::uint64_t closed_idle = 0;           ///< 1000 "Idle timeout"
+    std::uint64_t terminated_dead = 0;       ///< missed a pong
+    std::uint64_t closed_oversized = 0;      ///< 1009
+    std::uint64_t closed_shutdown = 0;       ///< 1001
+    std::uint64_t opened = 0;
+    std::uint64_t closed = 0;
+    std::uint64_t failed = 0;  ///< handshakes that never opened
+    std::uint64_t messages_in = 0;
+    std::uint64_t messages_out = 0;  ///< successful sends, broadcast deliveries included
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint64_t pings_sent = 0;
+    std::uint64_t pongs_received = 0;
+    std::uint64_t memory_trims = 0;
+    bool shutting_down = false;
+    RegistryStats registry{};
+    RoomStats room_index{};
+};
+
+namespace detail {
+
+template <class T, class = void>
+struct HasStopListening : std::false_type {};
+template <class T>
+struct HasStopListening<
+    T, std::void_t<decltype(std::declval<T&>().stop_listening(std::declval<std::error_code&>()))>>
+    : std::true_type {};
+
+/// Per-connection state owned by the registry: nothing but what the guard
+/// needs; the handle itself is the registry's (weak) Handle.
+struct GuardConnectionState {};
+
+}  // namespace detail
+
+/// Composes ConnectionRegistry, RoomIndex and Emitters around a
+/// websocketpp::server<Config> (asio, asio TLS or iostream transport).
+///
+/// Installs the open, close, fail, message, pong and validate handlers of the
+/// server it is given (the http handler stays the caller's), enforces every
+/// limit in GuardOptions, and exposes the events as Emitters. It never stores
+/// a connection_ptr: after a connection closes its handle expires.
+///
+/// Thread safety: Distinct objects: Safe. Shared objects: Unsafe with
+/// NullMutex (use from the io thread only); Safe with std::mutex. See the
+/// header's comment for the thread model.
+template <class Config, class Lock = NullMutex, class Clock = std::chrono::steady_clock>
+class ServerGuard {
+public:
+    using server_type = ::websocketpp::server<Config>;
+    using connection_ptr = typename server_type::connection_ptr;
+    using message_ptr = typename server_type::message_ptr;
+    using Registry = ConnectionRegistry<::websocketpp::connection_hdl,
+                                        detail::GuardConnectionState, Lock, Clock>;
+    using Rooms = RoomIndex<ConnectionId, std::string, Lock>;
+    template <class... Args>
+    using Event = BasicEmitter<Lock, Args...>;
+
+    /// A connection opened and was admitted.
+    Event<ConnectionId> on_open;
+    /// A message arrived on an admitted connection (after the idle clock was reset).
+    Event<ConnectionId, message_ptr> on_message;
+    /// An admitted connection closed; its rooms were left and its state freed
+    /// before this fires.
+    Event<ConnectionId, CloseInfo> on_close;
+
+    /// Effect: installs the guard's handlers on `server` and applies
+    /// max_message_bytes to it. The server must outlive the guard.
+    /// Fails: std::invalid_argument on a zero max_connections or max_message_bytes.
+    /// Thread safety: call before the server runs.
+    /// Exceptions: std::invalid_argument, std::bad_alloc.
+    explicit ServerGuard(server_type& server, GuardOptions options = {}, Clock clock = Clock{})
+        : server_(server),
+          options_(validated(options)),
+          registry_(RegistryOptions{options_.max_connections}, clock),
+          rooms_(options_.rooms),
+          msg_manager_(std::make_shared<typename Config::con_msg_manager_type>()),
+          framer_(false, true, msg_manager_, rng_) {
+        server_.set_max_message_size(options_.max_message_bytes);
+        server_.set_validate_handler([this](::websocketpp::connection_hdl) {
+            // Refuse new handshakes once shutdown began (websocketpp answers 503 on false).
+            return !shutting_down_;
+        });
+        server_.set_open_handler([this](::websocketpp::connection_hdl h) { handle_open(h); });
+        server_.set_close_handler(
+            [this](::websocketpp::connection_hdl h) { handle_close(h, false); });
+        server_.set_fail_handler([this](::websocketpp::connection_hdl h) { handle_close(h, true); });
+        server_.set_message_handler(
+            [this](::websocketpp::connection_hdl h, message_ptr m) { handle_message(h, m); });
+        server_.set_pong_handler(
+            [this](::websocketpp::connection_hdl h, std::string) { handle_pong(h); });
+    }
+
+    ServerGuard(const ServerGuard&) = delete;
+    ServerGuard& operator=(const ServerGuard&) = delete;
+
+    /// Effect: uninstalls the handlers so no callback reaches a dead guard.
+    ~ServerGuard() {
+        server_.set_validate_handler(nullptr);
+        server_.set_open_handler(nullptr);
+        server_.set_close_handler(nullptr);
+        server_.set_fail_handler(nullptr);
+        server_.set_message_handler(nullptr);
+        server_.set_pong_handler(nullptr);
+    }
+
+    /// Effect: frames `payload` once as a server data frame; the result can be
+    /// sent to any number of connections without framing it again.
+    /// Fails: never (an empty payload is a valid frame).
+    /// Thread safety: as the class.
+    /// Exceptions: std::bad_alloc.
+    message_ptr prepare(std::string_view payload,
+                        ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
+        std::lock_guard<Lock> lock(framer_mutex_);
+        message_ptr in = msg_manager_->get_message(op, payload.size());
+        in->append_payload(payload.data(), payload.size());
+        message_ptr out = msg_manager_->get_message();
+        framer_.prepare_data_frame(in, out);
+        return out;
+    }
+
+    /// Effect: queues `payload` on connection `id` unless that would exceed
+    /// max_buffered_bytes, in which case the slow-consumer policy applies.
+    /// Fails: returns dropped, closed_slow_consumer, not_connected or failed.
+    /// Thread safety: as the class. Exceptions: std::bad_alloc.
+    SendStatus send(ConnectionId id, std::string_view payload,
+                    ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
+        auto handle = registry_.handle(id);
+        if (!handle) {
+            return count(SendStatus::not_connected);
+        }
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(*handle, ec);
+        if (ec || !con) {
+            return count(SendStatus::not_connected);
+        }
+        if (SendStatus s = admit(*con, payload.size()); s != SendStatus::sent) {
+            return s;
+        }
+        ec = con->send(payload.data(), payload.size(), op);
+        return ec ? count(SendStatus::failed) : count_sent(payload.size());
+    }
+
+    /// Effect: as send(), with a message from prepare() (no framing per call).
+    SendStatus send_prepared(ConnectionId id, const message_ptr& prepared) {
+        auto handle = registry_.handle(id);
+        if (!handle) {
+            return count(SendStatus::not_connected);
+        }
+        return send_to(*handle, prepared);
+    }
+
+    /// Effect: frames `payload` once and sends it to every member of `room`
+    /// except `except` (0: nobody excluded), each under the slow-consumer policy.
+    /// Fails: never; per-recipient outcomes are in the result and in stats().
+    /// Thread safety: as the class; recipients are snapshotted under the
+    /// rooms' lock and sent to outside it. Exceptions: std::bad_alloc.
+    BroadcastResult broadcast(const std::string& room, std::string_view payload,
+                              ConnectionId except = 0,
+                              ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
+        BroadcastResult result;
+        std::vector<ConnectionId> recipients = take_scratch();
+        rooms_.for_each_member(room, [&](const ConnectionId& m) {
+            if (m != except) {
+                recipients.push_back(m);
+            }
+        });
+        result.recipients = recipients.size();
+        if (!recipients.empty()) {
+            const message_ptr prepared = prepare(payload, op);
+            for (ConnectionId m : recipients) {
+                auto handle = registry_.handle(m);
+                const SendStatus s =
+                    handle ? send_to(*handle, prepared) : count(SendStatus::not_connected);
+                switch (s) {
+                    case SendStatus::sent: ++result.sent; break;
+                    case SendStatus::dropped: ++result.dropped; break;
+                    case SendStatus::closed_slow_consumer: ++result.closed; break;
+                    default: ++result.not_connected; break;
+                }
+            }
+        }
+        give_back_scratch(std::move(recipients));
+        return result;
+    }
+
+    /// Effect: adds connection `id` to `room` (RoomIndex::join's limits apply).
+    /// Fails: a refused JoinResult; std::nullopt when `id` is not connected.
+    /// Thread safety: as the class. Exceptions: std::bad_alloc.
+    std::optional<JoinResult> join(ConnectionId id, const std::string& room) {
+        if (!registry_.contains(id)) {
+            return std::nullopt;
+        }
+        return rooms_.join(id, room);
+    }
+
+    /// Effect: removes connection `id` from `room`; the room is erased when it empties.
+    LeaveResult leave(ConnectionId id, const std::string& room) { return rooms_.leave(id, room); }
+
+    /// Effect: starts the close handshake of connection `id`.
+    /// Fails: false if the id is unknown or already closing.
+    bool close(ConnectionId id, ::websocketpp::close::status::value code, const std::string& reason) {
+        auto handle = registry_.handle(id);
+        return handle && close_handle(*handle, code, reason);
+    }
+
+    /// Effect: one round of housekeeping at the clock's now: closes idle
+    /// connections (1000 "Idle timeout"), terminates connections whose ping
+    /// went unanswered, pings the connections due, and trims the heap after a
+    /// wave of closes. Call it every second or so (AsioTicker does on asio).
+    /// Fails: never. Thread safety: as the class. Exceptions: std::bad_alloc.
+    void tick() {
+        using std::chrono::duration_cast;
+        using duration = typename Clock::duration;
+        if (options_.idle_timeout.count() > 0) {
+            for (auto& entry : registry_.sweep_idle(duration_cast<duration>(options_.idle_timeout))) {
+                closed_idle_.fetch_add(1, std::memory_order_relaxed);
+                close_handle(entry.handle, ::websocketpp::close::status::normal, "Idle timeout");
+            }
+        }
+        if (options_.ping_interval.count() > 0) {
+            const auto pong_timeout = options_.pong_timeout.count() > 0 ? options_.pong_timeout
+                                                                        : options_.ping_interval;
+            for (auto& entry : registry_.sweep_dead(duration_cast<duration>(pong_timeout))) {
+                terminated_dead_.fetch_add(1, std::memory_order_relaxed);
+                terminate_handle(entry.handle);
+            }
+            for (auto& due : registry_.mark_pings_due(duration_cast<duration>(options_.ping_interval))) {
+                std::error_code ec;
+                connection_ptr con = server_.get_con_from_hdl(due.second, ec);
+                if (!ec && con) {
+                    con->ping(std::string(), ec);
+                    if (!ec) {
+                        pings_sent_.fetch_add(1, std::memory_order_relaxed);
+                    }
+                }
+            }
+        }
+        maybe_trim();
+    }
+
+    /// Effect: graceful shutdown: stops accepting (asio transports), refuses
+    /// new handshakes, and closes every connection with 1001 "Server shutting
+    /// down". The io loop ends once the close handshakes finish (or time out).
+    /// Fails: never. Thread safety: as the class; idempotent.
+    void shutdown() {
+        shutting_down_ = true;
+        if constexpr (detail::HasStopListening<server_type>::value) {
+            std::error_code ec;
+            server_.stop_listening(ec);  // not listening (tests, or twice) is fine
+        }
+        std::vector<::websocketpp::connection_hdl> handles;
+        registry_.for_each([&](ConnectionId, const ::websocketpp::connection_hdl& h,
+                               detail::GuardConnectionState&) { handles.push_back(h); });
+        for (auto& h : handles) {
+            if (close_handle(h, ::websocketpp::close::status::going_away, "Server shutting down")) {
+                closed_shutdown_.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+    }
+
+    bool shutting_down() const noexcept { return shutting_down_; }
+
+    /// Effect: the id the guard gave the connection behind `hdl`, if admitted.
+    std::optional<ConnectionId> id_of(const ::websocketpp::connection_hdl& hdl) const {
+        auto key = hdl.lock();
+        std::lock_guard<Lock> lock(ids_mutex_);
+        auto it = ids_.find(key.get());
+        if (it == ids_.end()) {
+            return std::nullopt;
+        }
+        return it->second;
+    }
+
+    /// Effect: a snapshot of every count; queued_bytes walks the connections (O(n)).
+    GuardStats stats() const {
+        GuardStats s;
+        s.registry = registry_.stats();
+        s.room_index = rooms_.stats();
+        s.connections = s.registry.size;
+        s.rooms = s.room_index.rooms;
+        s.memberships = s.room_index.memberships;
+        s.listeners = on_open.listener_count() + on_message.listener_count() +
+                      on_close.listener_count();
+        s.queued_bytes = queued_bytes();
+        s.dropped_messages = dropped_.load(std::memory_order_relaxed);
+        s.rejected_connections = rejected_.load(std::memory_order_relaxed);
+        s.closed_slow_consumer = closed_slow_.load(std::memory_order_relaxed);
+        s.closed_idle = closed_idle_.load(std::memory_order_relaxed);
+        s.terminated_dead = terminated_dead_.load(std::memory_order_relaxed);
+        s.closed_oversized = closed_oversized_.load(std::memory_order_relaxed);
+        s.closed_shutdown = closed_shutdown_.load(std::memory_order_relaxed);
+        s.opened = opened_.load(std::memory_order_relaxed);
+        s.closed = closed_.load(std::memory_order_relaxed);
+        s.failed = failed_.load(std::memory_order_relaxed);
+        s.messages_in = messages_in_.load(std::memory_order_relaxed);
+        s.messages_out = messages_out_.load(std::memory_order_relaxed);
+        s.bytes_in = bytes_in_.load(std::memory_order_relaxed);
+        s.bytes_out = bytes_out_.load(std::memory_order_relaxed);
+        s.pings_sent = pings_sent_.load(std::memory_order_relaxed);
+        s.pongs_received = pongs_.load(std::memory_order_relaxed);
+        s.memory_trims = trims_.load(std::memory_order_relaxed);
+        s.shutting_down = shutting_down_;
+        return s;
+    }
+
+    const GuardOptions& options() const noexcept { return options_; }
+    const Registry& registry() const noexcept { return registry_; }
+    const Rooms& rooms() const noexcept { return rooms_; }
+    server_type& server() noexcept { return server_; }
+
+private:
+    static GuardOptions validated(GuardOptions o) {
+        if (o.max_connections == 0) {
+            throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
+        }
+        if (o.max_message_bytes == 0) {
+            throw std::invalid_argument("wsguard::ServerGuard: max_message_bytes must be at least 1");
+        }
+        if (o.max_buffered_bytes == 0) {
+            throw std::invalid_argument("wsguard::ServerGuard: max_buffered_bytes must be at least 1");
+        }
+        return o;
+    }
+
+    void handle_open(::websocketpp::connection_hdl hdl) {
+        AddResult added = registry_.try_add(hdl);
+        if (!added) {
+            rejected_.fetch_add(1, std::memory_order_relaxed);
+            close_handle(hdl, ::websocketpp::close::status::try_again_later,
+                         "Server at capacity, try again later");
+            return;
+        }
+        {
+            auto key = hdl.lock();
+            std::lock_guard<Lock> lock(ids_mutex_);
+            ids_[key.get()] = added.id;
+        }
+        opened_.fetch_add(1, std::memory_order_relaxed);
+        on_open.emit(added.id);
+    }
+
+    void handle_close(::websocketpp::connection_hdl hdl, bool failed) {
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        ConnectionId id = 0;
+        {
+            std::lock_guard<Lock> lock(ids_mutex_);
+            auto it = ids_.find(con.get());
+            if (it != ids_.end()) {
+                id = it->second;
+                ids_.erase(it);
+            }
+        }
+        if (failed) {
+            failed_.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (id == 0) {
+            return;  // refused at capacity, or a handshake that never opened
+        }
+        closed_.fetch_add(1, std::memory_order_relaxed);
+        registry_.remove(id);  // idempotent: sweeps may have removed it already
+        rooms_.leave_all(id);
+        CloseInfo info;
+        info.failed = failed;
+        if (con) {
+            info.local_code = con->get_local_close_code();
+            info.remote_code = con->get_remote_close_code();
+            info.reason = con->get_remote_close_reason();
+            if (info.reason.empty()) {
+                info.reason = con->get_local_close_reason();
+            }
+            if (info.local_code == ::websocketpp::close::status::message_too_big) {
+                closed_oversized_.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        closes_since_trim_.fetch_add(1, std::memory_order_relaxed);
+        on_close.emit(id, info);
+    }
+
+    void handle_message(::websocketpp::connection_hdl hdl, const message_ptr& msg) {
+        const auto id = id_of(hdl);
+        // A connection being closed (swept, refused) no longer delivers messages.
+        if (!id || !registry_.touch(*id)) {
+            return;
+        }
+        messages_in_.fetch_add(1, std::memory_order_relaxed);
+        bytes_in_.fetch_add(msg->get_payload().size(), std::memory_order_relaxed);
+        on_message.emit(*id, msg);
+    }
+
+    void handle_pong(::websocketpp::connection_hdl hdl) {
+        if (const auto id = id_of(hdl)) {
+            if (registry_.mark_pong(*id)) {
+                pongs_.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+    }
+
+    /// The bound check shared by every send: strict, except that a lone
+    /// message always goes to an empty queue (else one larger than the bound
+    /// could never be sent; max_message_bytes bounds it anyway).
+    SendStatus admit(typename server_type::connection_type& con, std::size_t size) {
+        if (con.get_state() != ::websocketpp::session::state::open) {
+            return count(SendStatus::not_connected);
+        }
+        const std::size_t buffered = con.get_buffered_amount();
+        if (buffered == 0 || buffered + size <= options_.max_buffered_bytes) {
+            return SendStatus::sent;
+        }
+        if (options_.slow_consumer == SlowConsumerPolicy::drop) {
+            return count(SendStatus::dropped);
+        }
+        std::error_code ec;
+        con.close(::websocketpp::close::status::policy_violation, "Slow consumer", ec);
+        return count(SendStatus::closed_slow_consumer);
+    }
+
+    SendStatus send_to(const ::websocketpp::connection_hdl& hdl, const message_ptr& prepared) {
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        if (ec || !con) {
+            return count(SendStatus::not_connected);
+        }
+        const std::size_t size = prepared->get_payload().size();
+        if (SendStatus s = admit(*con, size); s != SendStatus::sent) {
+            return s;
+        }
+        ec = con->send(prepared);
+        return ec ? count(SendStatus::failed) : count_sent(size);
+    }
+
+    SendStatus count(SendStatus s) noexcept {
+        switch (s) {
+            case SendStatus::dropped: dropped_.fetch_add(1, std::memory_order_relaxed); break;
+            case SendStatus::closed_slow_consumer:
+                closed_slow_.fetch_add(1, std::memory_order_relaxed);
+                break;
+            case SendStatus::not_connected:
+                not_connected_.fetch_add(1, std::memory_order_relaxed);
+                break;
+            case SendStatus::failed: send_failed_.fetch_add(1, std::memory_order_relaxed); break;
+            case SendStatus::sent: break;
+        }
+        return s;
+    }
+
+    SendStatus count_sent(std::size_t bytes) noexcept {
+        messages_out_.fetch_add(1, std::memory_order_relaxed);
+        bytes_out_.fetch_add(bytes, std::memory_order_relaxed);
+        return SendStatus::sent;
+    }
+
+    bool close_handle(const ::websocketpp::connection_hdl& hdl,
+                      ::websocketpp::close::status::value code, const std::string& reason) {
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        if (ec || !con || con->get_state() != ::websocketpp::session::state::open) {
+            return false;
+        }
+        con->close(code, reason, ec);
+        return !ec;
+    }
+
+    void terminate_handle(const ::websocketpp::connection_hdl& hdl) {
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        if (!ec && con) {
+            // The peer stopped answering: no close handshake, it would only time out.
+            con->terminate(std::make_error_code(std::errc::timed_out));
+        }
+    }
+
+    std::size_t queued_bytes() const {
+        std::size_t total = 0;
+        registry_.for_each([&](ConnectionId, const ::websocketpp::connection_hdl& h,
+                               const detail::GuardConnectionState&) {
+            std::error_code ec;
+            connection_ptr con = server_.get_con_from_hdl(h, ec);
+            if (!ec && con) {
+                total += con->get_buffered_amount();
+            }
+        });
+        return total;
+    }
+
+    void maybe_trim() {
+        if (options_.trim_after_closes == 0 ||
+            closes_since_trim_.load(std::memory_order_relaxed) < options_.trim_after_closes) {
+            return;
+        }
+        closes_since_trim_.store(0, std::memory_order_relaxed);
+        if (release_free_memory()) {
+            trims_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    // One io thread reuses one recipient buffer: no allocation per broadcast
+    // once it has grown to the largest room. With a real lock each call takes
+    // its own (two broadcasts may run at once).
+    std::vector<ConnectionId> take_scratch() {
+        if constexpr (std::is_same_v<Lock, NullMutex>) {
+            std::vector<ConnectionId> v = std::move(scratch_);
+            v.clear();
+            return v;
+        } else {
+            return {};
+        }
+    }
+    void give_back_scratch(std::vector<ConnectionId>&& v) {
+        if constexpr (std::is_same_v<Lock, NullMutex>) {
+            scratch_ = std::move(v);
+        }
+    }
+
+    server_type& server_;
+    const GuardOptions options_;
+    Registry registry_;
+    Rooms rooms_;
+
+    mutable Lock ids_mutex_;
+    std::unordered_map<const void*, ConnectionId> ids_;  // connection address -> id, erased on close/fail
+
+    typename Config::rng_type rng_;
+    typename Config::con_msg_manager_type::ptr msg_manager_;
+    ::websocketpp::processor::hybi13<Config> framer_;  // frames broadcast payloads once
+    Lock framer_mutex_;
+    std::vector<ConnectionId> scratch_;
+
+    std::atomic<bool> shutting_down_{false};
+    std::atomic<std::uint64_t> dropped_{0}, rejected_{0}, closed_slow_{0}, closed_idle_{0},
+        terminated_dead_{0}, closed_oversized_{0}, closed_shutdown_{0}, opened_{0}, closed_{0},
+        failed_{0}, messages_in_{0}, messages_out_{0}, bytes_in_{0}, bytes_out_{0}, pings_sent_{0},
+        pongs_{0}, trims_{0}, not_connected_{0}, send_failed_{0};
+    std::atomic<std::size_t> closes_since_trim_{0};
+};
+
+/// A guard whose tables may be shared by several io threads.
+template <class Config, class Clock = std::chrono::steady_clock>
+using SyncServerGuard = ServerGuard<Config, std::mutex, Clock>;
+
+}  // namespace wsguard::wspp

@@ -1,0 +1,315 @@
+// ServerGuard over the iostream transport: every byte in memory, time from a
+// ManualClock, so limits, sweeps and leak proofs run without sockets or sleeps.
+#include <wsguard/websocketpp/lean_config.hpp>
+#include <wsguard/websocketpp/server_guard.hpp>
+
+#include "support/iostream_pair.hpp"
+#include "support/manual_clock.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+// Live heap allocations of the whole process, for the net-zero proof.
+namespace {
+std::atomic<long long> g_live_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+    if (void* p = std::malloc(n ? n : 1)) {
+        g_live_allocations.fetch_add(1, std::memory_order_relaxed);
+        return p;
+    }
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+    if (p) {
+        g_live_allocations.fetch_sub(1, std::memory_order_relaxed);
+        std::free(p);
+    }
+}
+void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
+
+namespace {
+
+using wsguard::ConnectionId;
+using wsguard::test::IostreamPair;
+using wsguard::test::ManualClock;
+using wsguard::test::MemoryClient;
+using Config = wsguard::wspp::core_lean;
+using Guard = wsguard::wspp::ServerGuard<Config, wsguard::NullMutex, ManualClock>;
+using Pair = IostreamPair<Config>;
+using namespace std::chrono_literals;
+
+struct Fixture {
+    explicit Fixture(wsguard::wspp::GuardOptions options = {}) : guard(server, options, clock) {
+        client.clear_access_channels(websocketpp::log::alevel::all);
+        client.clear_error_channels(websocketpp::log::elevel::all);
+        opened = guard.on_open.subscribe([this](ConnectionId id) { open_ids.push_back(id); });
+        closed = guard.on_close.subscribe([this](ConnectionId id, const wsguard::wspp::CloseInfo& info) {
+            close_ids.push_back(id);
+            close_infos.push_back(info);
+        });
+    }
+
+    websocketpp::server<Config> server;
+    MemoryClient client;
+    ManualClock clock;
+    Guard guard;
+    std::vector<ConnectionId> open_ids, close_ids;
+    std::vector<wsguard::wspp::CloseInfo> close_infos;
+    wsguard::ScopedListener opened, closed;
+};
+
+}  // namespace
+
+TEST_CASE("open and close keep the registry and events in step", "[server_guard]") {
+    Fixture f;
+    Pair pair(f.server, f.client);
+    REQUIRE(f.open_ids.size() == 1);
+    CHECK(f.guard.stats().connections == 1);
+    CHECK(f.guard.id_of(pair.server_handle()) == f.open_ids[0]);
+
+    pair.close();
+    REQUIRE(f.close_ids == f.open_ids);
+    CHECK(f.close_infos[0].remote_code == websocketpp::close::status::normal);
+    const auto s = f.guard.stats();
+    CHECK(s.connections == 0);
+    CHECK(s.opened == 1);
+    CHECK(s.closed == 1);
+    pair.release();
+    CHECK(pair.server_handle().expired());
+}
+
+TEST_CASE("max connections refuses with 1013 and counts it", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.max_connections = 2;
+    Fixture f(options);
+    Pair a(f.server, f.client), b(f.server, f.client), c(f.server, f.client);
+    CHECK(f.open_ids.size() == 2);
+    CHECK(c.client_connection()->get_remote_close_code() ==
+          websocketpp::close::status::try_again_later);
+    const auto s = f.guard.stats();
+    CHECK(s.rejected_connections == 1);
+    CHECK(s.connections == 2);
+    // A refused connection never reaches on_close: it was never admitted.
+    CHECK(f.close_ids.empty());
+}
+
+TEST_CASE("an oversized message closes with 1009", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.max_message_bytes = 64;
+    Fixture f(options);
+    Pair pair(f.server, f.client);
+    pair.send(std::string(65, 'x'));
+    REQUIRE(f.close_infos.size() == 1);
+    CHECK(f.close_infos[0].local_code == websocketpp::close::status::message_too_big);
+    CHECK(f.guard.stats().closed_oversized == 1);
+}
+
+TEST_CASE("idle connections close with 1000 but messages keep them open", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.idle_timeout = 1000ms;
+    options.ping_interval = 0ms;
+    Fixture f(options);
+    Pair quiet(f.server, f.client), chatty(f.server, f.client);
+    for (int i = 0; i < 5; ++i) {
+        f.clock.advance(400ms);
+        chatty.send("hello");
+        f.guard.tick();
+        quiet.pump();
+        chatty.pump();
+    }
+    REQUIRE(f.close_ids.size() == 1);
+    CHECK(f.close_ids[0] == f.open_ids[0]);
+    CHECK(quiet.client_connection()->get_remote_close_code() == websocketpp::close::status::normal);
+    CHECK(quiet.client_connection()->get_remote_close_reason() == "Idle timeout");
+    CHECK(f.guard.stats().closed_idle == 1);
+    CHECK(f.guard.stats().connections == 1);
+}
+
+TEST_CASE("pongs keep a connection alive but do not count as activity", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.idle_timeout = 1000ms;
+    options.ping_interval = 300ms;
+    Fixture f(options);
+    Pair pair(f.server, f.client);
+    for (int i = 0; i < 3; ++i) {  // 900 ms: pinged and answered, not yet idle
+        f.clock.advance(300ms);
+        f.guard.tick();
+        pair.pump();
+    }
+    CHECK(f.close_ids.empty());
+    CHECK(f.guard.stats().pongs_received >= 2);
+    f.clock.advance(300ms);
+    f.guard.tick();
+    pair.pump();
+    REQUIRE(f.close_ids.size() == 1);
+    CHECK(pair.client_connection()->get_remote_close_reason() == "Idle timeout");
+    CHECK(f.guard.stats().terminated_dead == 0);
+}
+
+TEST_CASE("a peer that stops answering pings is terminated", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.idle_timeout = 0ms;
+    options.ping_interval = 500ms;
+    Fixture f(options);
+    Pair alive(f.server, f.client), dead(f.server, f.client);
+    dead.client_connection()->set_ping_handler(
+        [](websocketpp::connection_hdl, std::string) { return false; });
+    for (int i = 0; i < 4; ++i) {  // two ping intervals
+        f.clock.advance(250ms);
+        f.guard.tick();
+        alive.pump();
+        dead.pump();
+    }
+    REQUIRE(f.close_ids.size() == 1);
+    CHECK(f.close_ids[0] == f.open_ids[1]);
+    CHECK(f.close_infos[0].local_code == websocketpp::close::status::abnormal_close);
+    CHECK(f.guard.stats().terminated_dead == 1);
+    CHECK(f.guard.stats().connections == 1);
+}
+
+TEST_CASE("rooms are left when a connection closes or vanishes", "[server_guard]") {
+    Fixture f;
+    Pair a(f.server, f.client), b(f.server, f.client);
+    const ConnectionId ida = f.open_ids[0], idb = f.open_ids[1];
+    REQUIRE(f.guard.join(ida, "lobby").value());
+    REQUIRE(f.guard.join(idb, "lobby").value());
+    REQUIRE(f.guard.join(idb, "games").value());
+    CHECK(f.guard.stats().memberships == 3);
+
+    a.close();
+    CHECK(f.guard.stats().memberships == 2);
+    b.abort();
+    const auto s = f.guard.stats();
+    CHECK(s.memberships == 0);
+    CHECK(s.rooms == 0);
+    CHECK(s.connections == 0);
+    CHECK_FALSE(f.guard.join(ida, "lobby").has_value());
+}
+
+TEST_CASE("broadcast frames once and reaches every member but the sender", "[server_guard]") {
+    Fixture f;
+    std::vector<std::unique_ptr<Pair>> pairs;
+    for (int i = 0; i < 4; ++i) {
+        pairs.push_back(std::make_unique<Pair>(f.server, f.client));
+        REQUIRE(f.guard.join(f.open_ids.back(), "r").value());
+    }
+    const auto result = f.guard.broadcast("r", "hi all", f.open_ids[0]);
+    for (auto& p : pairs) {
+        p->pump();
+    }
+    CHECK(result.recipients == 3);
+    CHECK(result.sent == 3);
+    CHECK(pairs[0]->received().empty());
+    for (int i = 1; i < 4; ++i) {
+        REQUIRE(pairs[i]->received().size() == 1);
+        CHECK(pairs[i]->received()[0] == "hi all");
+    }
+    CHECK(f.guard.broadcast("nobody-here", "x").recipients == 0);
+}
+
+TEST_CASE("sends to unknown or closed connections are refused and counted", "[server_guard]") {
+    Fixture f;
+    Pair pair(f.server, f.client);
+    const ConnectionId id = f.open_ids[0];
+    CHECK(f.guard.send(id, "one") == wsguard::wspp::SendStatus::sent);
+    pair.close();
+    CHECK(f.guard.send(id, "two") == wsguard::wspp::SendStatus::not_connected);
+    CHECK(f.guard.send(12345, "three") == wsguard::wspp::SendStatus::not_connected);
+    pair.pump();
+    REQUIRE(pair.received().size() == 1);
+    CHECK(f.guard.stats().messages_out == 1);
+}
+
+TEST_CASE("shutdown closes every connection with 1001 and refuses new ones", "[server_guard]") {
+    Fixture f;
+    Pair a(f.server, f.client), b(f.server, f.client);
+    f.guard.shutdown();
+    a.pump();
+    b.pump();
+    CHECK(a.client_connection()->get_remote_close_code() == websocketpp::close::status::going_away);
+    CHECK(b.client_connection()->get_remote_close_code() == websocketpp::close::status::going_away);
+    CHECK(f.guard.stats().connections == 0);
+    CHECK(f.guard.stats().closed_shutdown == 2);
+    Pair late(f.server, f.client);
+    CHECK(f.open_ids.size() == 2);
+    CHECK(late.client_connection()->get_state() != websocketpp::session::state::open);
+}
+
+TEST_CASE("listeners attached to the guard are counted and dropped with their handles",
+          "[server_guard]") {
+    Fixture f;
+    const auto base = f.guard.stats().listeners;
+    {
+        auto l = f.guard.on_message.subscribe([](ConnectionId, const Guard::message_ptr&) {});
+        CHECK(f.guard.stats().listeners == base + 1);
+    }
+    CHECK(f.guard.stats().listeners == base);
+}
+
+namespace {
+
+// One connect / join / message / close-or-abort cycle.
+void run_cycle(Fixture& f, int i) {
+    Pair pair(f.server, f.client);
+    const ConnectionId id = f.open_ids.back();
+    const auto handle = pair.server_handle();
+    f.guard.join(id, "room-" + std::to_string(i % 7));
+    pair.send("hello");
+    f.guard.broadcast("room-" + std::to_string(i % 7), "fanout");
+    if (i % 3 == 0) {
+        pair.abort();
+    } else {
+        pair.close();
+    }
+    pair.release();
+    REQUIRE(handle.expired());
+}
+
+}  // namespace
+
+TEST_CASE("10,000 cycles leave every count at zero and every handle expired", "[server_guard]") {
+    Fixture f;
+    for (int i = 0; i < 10000; ++i) {
+        run_cycle(f, i);
+    }
+    const auto s = f.guard.stats();
+    CHECK(s.connections == 0);
+    CHECK(s.rooms == 0);
+    CHECK(s.memberships == 0);
+    CHECK(s.queued_bytes == 0);
+    CHECK(s.opened == 10000);
+    CHECK(s.closed == 10000);
+    CHECK(s.messages_in == 10000);
+}
+
+TEST_CASE("after warm-up, more cycles leave no net live allocations", "[server_guard]") {
+    Fixture f;
+    // Warm-up grows the tables (hash buckets, scratch buffers) to their steady size.
+    for (int i = 0; i < 1000; ++i) {
+        run_cycle(f, i);
+    }
+    f.open_ids.clear();
+    f.close_ids.clear();
+    f.close_infos.clear();
+    f.open_ids.shrink_to_fit();
+    f.close_ids.shrink_to_fit();
+    f.close_infos.shrink_to_fit();
+    f.open_ids.reserve(2000);
+    f.close_ids.reserve(2000);
+    f.close_infos.reserve(2000);
+    const long long before = g_live_allocations.load();
+    for (int i = 0; i < 1000; ++i) {
+        run_cycle(f, i);
+    }
+    f.close_infos.clear();  // the CloseInfo reasons are the test's own, not the guard's
+    const long long after = g_live_allocations.load();
+    CHECK(after - before == 0);
+}
