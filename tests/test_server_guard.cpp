@@ -220,6 +220,7 @@ TEST_CASE("sends to unknown or closed connections are refused and counted", "[se
     Pair pair(f.server, f.client);
     const ConnectionId id = f.open_ids[0];
     CHECK(f.guard.send(id, "one") == wsguard::wspp::SendStatus::sent);
+    pair.pump();
     pair.close();
     CHECK(f.guard.send(id, "two") == wsguard::wspp::SendStatus::not_connected);
     CHECK(f.guard.send(12345, "three") == wsguard::wspp::SendStatus::not_connected);

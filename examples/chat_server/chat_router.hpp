@@ -52,7 +52,7 @@ public:
     void handle_text(wsguard::ConnectionId from, std::string_view payload) {
         ++stats_.handled;
         // Parse without exceptions: bad input is the normal case here, not an error.
-        nlohmann::json msg = nlohmann::json::parse(payload, nullptr, false);
+        nlohmann::ordered_json msg = nlohmann::ordered_json::parse(payload, nullptr, false);
         if (msg.is_discarded()) {
             return error(from, "Invalid JSON");
         }
@@ -85,8 +85,8 @@ public:
             }
             return room_message(from, room, *content_it);
         }
-        nlohmann::json echo = {{"type", "echo"}, {"data", std::move(msg)}};
-        reply(from, echo.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        nlohmann::ordered_json echo = {{"type", "echo"}, {"data", std::move(msg)}};
+        reply(from, echo.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
     }
 
     /// Effect: replies that binary frames are not part of the protocol.
@@ -115,15 +115,15 @@ private:
     }
 
     void room_message(wsguard::ConnectionId from, const std::string& room,
-                      const nlohmann::json& content) {
+                      const nlohmann::ordered_json& content) {
         if (!guard_.rooms().contains(from, room)) {
             return error(from, "join the room before sending to it");
         }
         ++stats_.room_messages;
         // Built once per message, not per member: the guard frames it once too.
-        const nlohmann::json out = {{"type", "message"}, {"from", from}, {"content", content}};
+        const nlohmann::ordered_json out = {{"type", "message"}, {"from", from}, {"content", content}};
         const auto result = guard_.broadcast(
-            room, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), from);
+            room, out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), from);
         stats_.deliveries += result.sent;
     }
 
@@ -131,7 +131,7 @@ private:
 
     void error(wsguard::ConnectionId to, const char* what) {
         ++stats_.errors;
-        const nlohmann::json out = {{"type", "error"}, {"error", what}};
+        const nlohmann::ordered_json out = {{"type", "error"}, {"error", what}};
         reply(to, out.dump());
     }
 

@@ -25,14 +25,14 @@ struct ServerSnapshot {
     double uptime_seconds = 0;
 };
 
-inline nlohmann::json optional_json(const std::optional<std::size_t>& v) {
-    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+inline nlohmann::ordered_json optional_json(const std::optional<std::size_t>& v) {
+    return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
 }
 
 /// GET /stats: the top-level counts first, then objects per concern.
 inline std::string stats_json(const ServerSnapshot& s) {
     const auto& g = s.guard;
-    nlohmann::json j = {
+    nlohmann::ordered_json j = {
         {"connections", g.connections},
         {"rooms", g.rooms},
         {"memberships", g.memberships},
@@ -71,7 +71,10 @@ inline std::string stats_json(const ServerSnapshot& s) {
         {"growth",
          {{"series", "resident_bytes"},
           {"level", wsguard::to_string(s.memory_growth.level)},
-          {"growth_per_hour", s.memory_growth.growth_per_hour},
+          // No rate is better than a meaningless one from two samples.
+          {"growth_per_hour", s.memory_growth.level == wsguard::GrowthLevel::insufficient_data
+                                  ? nlohmann::ordered_json(nullptr)
+                                  : nlohmann::ordered_json(s.memory_growth.growth_per_hour)},
           {"r_squared", s.memory_growth.r_squared},
           {"samples", s.memory_growth.samples}}},
         {"shutting_down", g.shutting_down},

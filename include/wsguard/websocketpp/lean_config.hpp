@@ -30,11 +30,12 @@ struct Lean : Base {
     /// benchmarks/RESULTS.md for the large-message trade-off.
     static const std::size_t connection_read_buffer_size = 1024;
 
-    /// Access logging off: a line per connect and message costs more than the
-    /// server's own work at high rates. Errors still reach the error log.
+    /// Logging off but for fatal errors: a line per connect, message or peer
+    /// that vanished costs more than the server's own work at high rates, and
+    /// the guard counts every one of those events in stats().
     static const ::websocketpp::log::level alog_level = ::websocketpp::log::alevel::none;
     static const ::websocketpp::log::level elog_level =
-        ::websocketpp::log::elevel::fatal | ::websocketpp::log::elevel::rerror;
+        ::websocketpp::log::elevel::fatal;
 };
 
 }  // namespace detail
