@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -155,11 +156,37 @@ public:
 
 private:
     void sample() {
-        if (auto rss = wsguard::resident_set_bytes()) {
-            std::lock_guard<Lock> lock(sample_mutex_);
-            memory_growth_.add_sample(std::chrono::steady_clock::now(), double(*rss));
+        const auto now = std::chrono::steady_clock::now();
+        const auto g = guard_.stats();
+        const auto mem = wsguard::read_memory();
+        HistorySample h;
+        h.t = std::chrono::duration<double>(now - started_).count();
+        h.resident_bytes = mem.resident_bytes;
+        h.heap_bytes = mem.heap_in_use_bytes;
+        h.connections = g.connections;
+        h.listeners = g.listeners;
+        h.queued_bytes = g.queued_bytes;
+        h.rooms = g.rooms;
+        h.memberships = g.memberships;
+        std::lock_guard<Lock> lock(sample_mutex_);
+        if (mem.resident_bytes) {
+            memory_growth_.add_sample(now, double(*mem.resident_bytes));
         }
+        if (history_.size() == kHistorySamples) {
+            history_.pop_front();
+        }
+        history_.push_back(h);
     }
+
+public:
+    /// The last kHistorySamples samples, oldest first (GET /history).
+    std::string history_json() {
+        std::lock_guard<Lock> lock(sample_mutex_);
+        return chat::history_json(history_, options_.sample_interval);
+    }
+
+private:
+    static constexpr std::size_t kHistorySamples = 600;  // 10 minutes at the default 1 s
 
     void handle_http(websocketpp::connection_hdl hdl) {
         auto con = server_.get_con_from_hdl(hdl);
@@ -179,6 +206,10 @@ private:
             con->set_status(websocketpp::http::status_code::ok);
             con->append_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
             con->set_body(metrics_text(snapshot()));
+        } else if (path == "/history") {
+            con->set_status(websocketpp::http::status_code::ok);
+            con->append_header("Content-Type", "application/json");
+            con->set_body(history_json());
         } else if (path == "/") {
             con->set_status(websocketpp::http::status_code::ok);
             con->append_header("Content-Type", "text/html; charset=utf-8");
@@ -198,6 +229,7 @@ private:
     ChatRouter<Guard> router_;
     Lock sample_mutex_;
     wsguard::GrowthRateDetector memory_growth_;
+    std::deque<HistorySample> history_;
     std::chrono::steady_clock::time_point started_;
     wsguard::ScopedListener on_message_;
     wsguard::ScopedListener on_close_;

@@ -10,7 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -27,6 +29,31 @@ struct ServerSnapshot {
 
 inline nlohmann::ordered_json optional_json(const std::optional<std::size_t>& v) {
     return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+}
+
+/// One sample of every series the dashboard plots.
+struct HistorySample {
+    double t = 0;  ///< seconds since the server started
+    std::optional<std::size_t> resident_bytes, heap_bytes;
+    std::size_t connections = 0, listeners = 0, queued_bytes = 0, rooms = 0, memberships = 0;
+};
+
+/// GET /history: {"interval_ms":N,"samples":[{...}, ...]}, oldest first.
+template <class Container>
+std::string history_json(const Container& samples, std::chrono::milliseconds interval) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const HistorySample& h : samples) {
+        list.push_back({{"t", h.t},
+                        {"resident_bytes", optional_json(h.resident_bytes)},
+                        {"heap_bytes", optional_json(h.heap_bytes)},
+                        {"connections", h.connections},
+                        {"listeners", h.listeners},
+                        {"queued_bytes", h.queued_bytes},
+                        {"rooms", h.rooms},
+                        {"memberships", h.memberships}});
+    }
+    nlohmann::ordered_json j = {{"interval_ms", interval.count()}, {"samples", std::move(list)}};
+    return j.dump();
 }
 
 /// GET /stats: the top-level counts first, then objects per concern.
