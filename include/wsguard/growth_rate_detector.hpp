@@ -92,7 +92,7 @@ struct GrowthVerdict {
 
 /// A snapshot of every count a GrowthRateDetector holds, with the current verdict's numbers.
 struct GrowthStats {
-    std::uint64_t samples_total;         ///< Samples accepted since construction (reset() keeps it).
+    std::uint64_t samples_total;  ///< Samples accepted since construction (reset() keeps it).
     std::uint64_t ignored_out_of_order;  ///< Samples refused: older than the newest one.
     std::uint64_t ignored_non_finite;    ///< Samples refused: NaN or infinite value.
     std::uint64_t resets;                ///< reset() calls.
@@ -225,17 +225,24 @@ public:
         const double mean_x = sum_x / n;
         const double mean_y = sum_y / n;
 
-        // Pass 2: centred sums (no catastrophic cancellation, unlike sum(x^2) - n*mean^2).
+        // Pass 2: centred sums (no catastrophic cancellation, unlike
+        // sum(x^2) - n*mean^2). R^2 is scale-free, so it is computed on values
+        // divided by their range: squares of tiny or huge values would
+        // underflow or overflow, ratios of them do not.
+        const double range = max_y - min_y;
         double sxx = 0.0;
         double sxy = 0.0;
-        double syy = 0.0;
+        double sxy_scaled = 0.0;
+        double syy_scaled = 0.0;
         for (std::size_t i = 0; i < size_; ++i) {
             const Sample& s = samples_[index(i)];
             const double dx = seconds_since(t0, s.time) - mean_x;
             const double dy = s.value - mean_y;
+            const double dy_scaled = range > 0.0 ? dy / range : dy;
             sxx += dx * dx;
             sxy += dx * dy;
-            syy += dy * dy;
+            sxy_scaled += dx * dy_scaled;
+            syy_scaled += dy_scaled * dy_scaled;
         }
         if (!(sxx > 0.0)) {
             // Every sample at the same instant: no slope can be measured.
@@ -243,12 +250,12 @@ public:
         }
 
         double slope = 0.0;  // units per second
-        if (min_y == max_y) {
+        if (range == 0.0) {
             // Exactly flat: rounding in mean_y must not invent a slope or an R^2.
             v.r_squared = 1.0;
         } else {
             slope = sxy / sxx;
-            const double r2 = (sxy / sxx) * (sxy / syy);
+            const double r2 = (sxy_scaled / sxx) * (sxy_scaled / syy_scaled);
             v.r_squared = r2 < 0.0 ? 0.0 : (r2 > 1.0 ? 1.0 : r2);
         }
         v.growth_per_hour = slope * 3600.0;

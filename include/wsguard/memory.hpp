@@ -180,8 +180,10 @@ inline ParsedLimit parse_cgroup_v1_limit_in_bytes(std::string_view text) noexcep
 
 /// This process's cgroup paths, from /proc/self/cgroup.
 struct CgroupPaths {
-    std::optional<std::string> v1_memory;  ///< Path in the v1 memory hierarchy ("N:...memory...:path").
-    std::optional<std::string> v2;         ///< Path in the unified hierarchy ("0::path").
+    /// Path in the v1 memory hierarchy ("N:...memory...:path").
+    std::optional<std::string> v1_memory;
+    /// Path in the unified hierarchy ("0::path").
+    std::optional<std::string> v2;
 };
 
 /// Effect: Parses /proc/self/cgroup ("id:controllers:path" per line).
@@ -302,9 +304,9 @@ inline std::optional<std::uint64_t> cgroup_memory_limit(std::string_view proc_se
                                                         MemoryLimitSource* source) noexcept {
     const CgroupPaths paths = parse_proc_self_cgroup(proc_self_cgroup);
     if (paths.v1_memory) {
-        if (const auto limit = tightest_cgroup_limit(v1_memory_root, *paths.v1_memory,
-                                                     "memory.limit_in_bytes",
-                                                     parse_cgroup_v1_limit_in_bytes)) {
+        if (const auto limit =
+                tightest_cgroup_limit(v1_memory_root, *paths.v1_memory, "memory.limit_in_bytes",
+                                      parse_cgroup_v1_limit_in_bytes)) {
             if (source != nullptr) {
                 *source = MemoryLimitSource::cgroup_v1;
             }
@@ -324,9 +326,8 @@ inline std::optional<std::uint64_t> cgroup_memory_limit(std::string_view proc_se
 }
 
 inline std::size_t clamp_to_size(std::uint64_t value) noexcept {
-    return value > std::numeric_limits<std::size_t>::max()
-               ? std::numeric_limits<std::size_t>::max()
-               : static_cast<std::size_t>(value);
+    return value > std::numeric_limits<std::size_t>::max() ? std::numeric_limits<std::size_t>::max()
+                                                           : static_cast<std::size_t>(value);
 }
 
 inline std::optional<std::uint64_t> page_size() noexcept {

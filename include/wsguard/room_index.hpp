@@ -68,8 +68,8 @@ inline const char* to_string(JoinStatus status) noexcept {
 
 /// The outcome of RoomIndex::join.
 struct JoinResult {
-    JoinStatus status;   ///< What happened.
-    bool room_created;   ///< True if this join created the room (first member).
+    JoinStatus status;         ///< What happened.
+    bool room_created;         ///< True if this join created the room (first member).
     std::size_t member_count;  ///< Members in the room after the call (0 if it does not exist).
 
     /// True for `joined` and `already_member`: the member is in the room.
@@ -80,8 +80,8 @@ struct JoinResult {
 
 /// The outcome of RoomIndex::leave (uWebSockets' {ok, last, newCount}).
 struct LeaveResult {
-    bool ok;              ///< True if the member was in the room and has left it.
-    bool room_now_empty;  ///< True if this leave emptied the room, which was then erased.
+    bool ok;                ///< True if the member was in the room and has left it.
+    bool room_now_empty;    ///< True if this leave emptied the room, which was then erased.
     std::size_t new_count;  ///< Members in the room after the call (0 if it does not exist).
 
     explicit operator bool() const noexcept { return ok; }
@@ -106,11 +106,11 @@ struct RoomOptions {
 /// A snapshot of every count a RoomIndex holds.
 /// Invariants: rooms == rooms_created - rooms_erased, memberships == joins - leaves.
 struct RoomStats {
-    std::size_t rooms;        ///< Rooms with at least one member (empty rooms never exist).
-    std::size_t members;      ///< Distinct members in at least one room.
-    std::size_t memberships;  ///< (member, room) pairs: the sum of every room's member count.
-    std::uint64_t joins;      ///< Joins that added a member (status `joined`).
-    std::uint64_t leaves;     ///< Memberships removed, by leave() or leave_all().
+    std::size_t rooms;            ///< Rooms with at least one member (empty rooms never exist).
+    std::size_t members;          ///< Distinct members in at least one room.
+    std::size_t memberships;      ///< (member, room) pairs: the sum of every room's member count.
+    std::uint64_t joins;          ///< Joins that added a member (status `joined`).
+    std::uint64_t leaves;         ///< Memberships removed, by leave() or leave_all().
     std::uint64_t rooms_created;  ///< Rooms created by a first member joining.
     std::uint64_t rooms_erased;   ///< Rooms erased because their last member left.
     std::uint64_t refused_name;   ///< Joins refused with empty_name or name_too_long.
