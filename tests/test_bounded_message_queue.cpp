@@ -36,15 +36,51 @@ void* counted_alloc(std::size_t n) {
     throw std::bad_alloc();
 }
 
-std::size_t allocations() { return g_allocations.load(std::memory_order_relaxed); }
+std::size_t allocations() {
+    return g_allocations.load(std::memory_order_relaxed);
+}
 }  // namespace
 
-void* operator new(std::size_t n) { return counted_alloc(n); }
-void* operator new[](std::size_t n) { return counted_alloc(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+// Every unaligned form is replaced, so each new pairs with a delete of the same family
+// (AddressSanitizer checks that pairing).
+void* operator new(std::size_t n) {
+    return counted_alloc(n);
+}
+void* operator new[](std::size_t n) {
+    return counted_alloc(n);
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    try {
+        return counted_alloc(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+    try {
+        return counted_alloc(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+    std::free(p);
+}
 // ---------------------------------------------------------------------------------
 
 namespace {
@@ -176,8 +212,7 @@ TEST_CASE("to_string names every value", "[bounded_message_queue]") {
     CHECK(std::string(wsguard::to_string(PushResult::pushed_dropped_oldest)) ==
           "pushed_dropped_oldest");
     CHECK(std::string(wsguard::to_string(PushResult::rejected_full)) == "rejected_full");
-    CHECK(std::string(wsguard::to_string(PushResult::rejected_too_large)) ==
-          "rejected_too_large");
+    CHECK(std::string(wsguard::to_string(PushResult::rejected_too_large)) == "rejected_too_large");
     CHECK(std::string(wsguard::to_string(OverflowPolicy::drop_oldest)) == "drop_oldest");
     CHECK(std::string(wsguard::to_string(OverflowPolicy::reject_newest)) == "reject_newest");
     CHECK(std::string(wsguard::to_string(static_cast<PushResult>(99))) == "unknown");
@@ -329,7 +364,7 @@ TEST_CASE("expired items are skipped by try_pop and counted", "[bounded_message_
     clock.advance(40ms);
     q.try_push(2);  // t = 40
     clock.advance(40ms);
-    q.try_push(3);  // t = 80
+    q.try_push(3);        // t = 80
     clock.advance(30ms);  // t = 110: item 1 is 110ms old, 2 is 70ms, 3 is 30ms
 
     // front() does not look at the clock: it may show an expired item.
@@ -374,7 +409,7 @@ TEST_CASE("expire() drops every expired item and only those", "[bounded_message_
 TEST_CASE("max_age zero: nothing ever expires", "[bounded_message_queue]") {
     ManualClock clock;
     BoundedMessageQueue<int, wsguard::DefaultSizeOf, ManualClock> q(make_options(10, 1000), {},
-                                                                   clock);
+                                                                    clock);
     q.try_push(1);
     clock.advance(std::chrono::hours(24 * 365));
     CHECK(q.expire() == 0);
@@ -698,9 +733,9 @@ TEST_CASE("moving a queue moves its items and counters", "[bounded_message_queue
     CHECK(b.stats().popped == 1);
     CHECK(b.options().policy == OverflowPolicy::reject_newest);
     // The moved-from queue is empty, usable, with its options.
-    CHECK(a.size() == 0);            // NOLINT(bugprone-use-after-move)
-    CHECK(a.stats().pushed == 0);    // NOLINT(bugprone-use-after-move)
-    CHECK(a.capacity() == 0);        // NOLINT(bugprone-use-after-move)
+    CHECK(a.size() == 0);          // NOLINT(bugprone-use-after-move)
+    CHECK(a.stats().pushed == 0);  // NOLINT(bugprone-use-after-move)
+    CHECK(a.capacity() == 0);      // NOLINT(bugprone-use-after-move)
     CHECK(a.options().max_count == 3);
     CHECK(a.try_push("3") == PushResult::pushed);
 

@@ -139,7 +139,7 @@ TEST_CASE("constructor validates every option", "[growth_rate_detector]") {
     CHECK_FALSE(d.options().limit.has_value());
 }
 
-TEST_CASE("to_string names every level; growing() is warning or critical",
+TEST_CASE("to_string names every level, and growing() means is warning or critical",
           "[growth_rate_detector]") {
     CHECK(std::string(wsguard::to_string(GrowthLevel::insufficient_data)) == "insufficient_data");
     CHECK(std::string(wsguard::to_string(GrowthLevel::ok)) == "ok");
@@ -287,7 +287,7 @@ TEST_CASE("steady growth of 60 MiB/h is a warning", "[growth_rate_detector]") {
     CHECK(v.growth_per_hour == Approx(60 * MiB).epsilon(0.05));
 }
 
-TEST_CASE("slow growth with a good fit is ok; thresholds are inclusive", "[growth_rate_detector]") {
+TEST_CASE("slow growth with a good fit is ok, and thresholds are inclusive", "[growth_rate_detector]") {
     wsguard::test::ManualClock clock;
     GrowthRateDetector d;
     double elapsed = 0;
@@ -326,7 +326,7 @@ TEST_CASE("negative growth is ok and has no time to limit", "[growth_rate_detect
     CHECK_FALSE(v.time_to_limit);
 }
 
-TEST_CASE("a single step is not growth; a staircase is", "[growth_rate_detector]") {
+TEST_CASE("a single step is not growth, but a staircase is", "[growth_rate_detector]") {
     SECTION("flat, jump, flat: ok while the step is in the window, flat after") {
         wsguard::test::ManualClock clock;
         GrowthRateDetector d;

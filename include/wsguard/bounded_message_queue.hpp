@@ -35,7 +35,7 @@ enum class PushResult {
     pushed,                 ///< stored, nothing dropped
     pushed_dropped_oldest,  ///< stored after dropping one or more oldest items (drop_oldest)
     rejected_full,          ///< not stored: the queue is full (reject_newest)
-    rejected_too_large      ///< not stored: this item alone is larger than max_bytes (either policy)
+    rejected_too_large      ///< not stored: this item alone exceeds max_bytes (either policy)
 };
 
 /// Effect: the enumerator's name, e.g. "rejected_full"; "unknown" for a value outside the enum.
@@ -71,8 +71,9 @@ struct QueueOptions {
     /// 1024 messages: far more than a healthy reader ever has in flight, small enough
     /// that a stalled one costs at most 1024 slots; the ring only grows to it if used.
     std::size_t max_count = 1024;
-    /// 1 MiB: websocketpp's default max message size, so one maximal message always
-    /// fits, while 10k stalled connections still cannot hold more than ~10 GB.
+    /// 1 MiB: the reference server's default maximum message size, so any message it
+    /// accepts fits. The worst case is max_bytes per stalled reader: lower it when many
+    /// connections must fit in little memory.
     std::size_t max_bytes = 1u << 20;
     /// drop_oldest: for live updates (chat, prices) the newest message is the useful
     /// one; use reject_newest when the sender must learn that a message did not go.
@@ -111,9 +112,9 @@ struct HasSize<T, std::void_t<decltype(std::declval<const T&>().size())>> : std:
 template <class T, class = void>
 struct HasPointeeSize : std::false_type {};
 template <class T>
-struct HasPointeeSize<
-    T, std::void_t<decltype(std::declval<const T&>()->size()),
-                   decltype(static_cast<bool>(std::declval<const T&>()))>> : std::true_type {};
+struct HasPointeeSize<T, std::void_t<decltype(std::declval<const T&>()->size()),
+                                     decltype(static_cast<bool>(std::declval<const T&>()))>>
+    : std::true_type {};
 
 }  // namespace detail
 
@@ -247,8 +248,8 @@ public:
         // Grow (the only allocation) before changing anything, and only if no slot is
         // about to be freed by expiry or by an overflow drop / rejection.
         // At capacity == max_count the count bound below drops or rejects instead.
-        if (ring_.size == ring_.capacity && ring_.capacity < options_.max_count &&
-            !front_expired && item_bytes <= options_.max_bytes - ring_.bytes) {
+        if (ring_.size == ring_.capacity && ring_.capacity < options_.max_count && !front_expired &&
+            item_bytes <= options_.max_bytes - ring_.bytes) {
             grow();
         }
         // From here on nothing throws.
