@@ -8,6 +8,7 @@
 #include <wsguard/bounded_message_queue.hpp>
 #include <wsguard/connection_registry.hpp>
 #include <wsguard/growth_rate_detector.hpp>
+#include <wsguard/health.hpp>
 #include <wsguard/memory.hpp>
 #include <wsguard/null_mutex.hpp>
 #include <wsguard/room_index.hpp>
