@@ -8,6 +8,7 @@
 #include "http_endpoints.hpp"
 
 #include <wsguard/growth_rate_detector.hpp>
+#include <wsguard/health.hpp>
 #include <wsguard/memory.hpp>
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
@@ -17,8 +18,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -36,6 +40,12 @@ struct ServerOptions {
     std::chrono::milliseconds sample_interval{1000};  ///< memory and series sampling
     std::chrono::milliseconds tick_interval{250};     ///< housekeeping (idle, pings)
     unsigned threads = 1;
+    /// Samples each growth detector keeps: the verdict covers
+    /// window * sample_interval (2 minutes at the defaults).
+    std::size_t growth_window = 120;
+    /// Where a census is written when health turns critical (empty: never).
+    std::string snapshot_dir;
+    std::size_t snapshot_max_files = 10;
     bool quiet = false;  ///< no startup banner (tests)
 };
 
@@ -56,7 +66,7 @@ public:
         : options_(std::move(options)),
           guard_(server_, options_.guard),
           router_(guard_),
-          memory_growth_(wsguard::GrowthOptions{}),
+          health_(health_options(options_)),
           started_(std::chrono::steady_clock::now()) {
         server_.init_asio();
         server_.set_reuse_addr(true);
@@ -94,10 +104,27 @@ public:
         ticker_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
         sampler_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(
             guard_, options_.sample_interval, [this] { sample(); });
+        if (!options_.snapshot_dir.empty()) {
+            wsguard::SnapshotOptions so;
+            so.directory = options_.snapshot_dir;
+            so.max_files = options_.snapshot_max_files;
+            snapshots_.emplace(so);
+        }
         sample();
     }
 
     std::uint16_t port() const noexcept { return port_; }
+
+    static wsguard::HealthOptions health_options(const ServerOptions& o) {
+        wsguard::HealthOptions h;
+        h.checks.max_connections = o.guard.max_connections;
+        for (auto series : wsguard::all_health_series) {
+            auto& g = h.triage.of(series);
+            g.window = o.growth_window;
+            g.min_samples = std::max<std::size_t>(2, std::min<std::size_t>(20, o.growth_window / 3));
+        }
+        return h;
+    }
 
     /// Runs the io loop on `options.threads` threads until shutdown completes.
     void run() {
@@ -144,7 +171,10 @@ public:
         s.memory = wsguard::read_memory();
         {
             std::lock_guard<Lock> lock(sample_mutex_);
-            s.memory_growth = memory_growth_.verdict();
+            s.health = health_.report();
+            for (auto series : wsguard::all_health_series) {
+                s.growth.emplace_back(wsguard::to_string(series), health_.triage().verdict(series));
+            }
         }
         s.uptime_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
@@ -158,24 +188,46 @@ private:
     void sample() {
         const auto now = std::chrono::steady_clock::now();
         const auto g = guard_.stats();
-        const auto mem = wsguard::read_memory();
+        wsguard::HealthSample hs;
+        hs.memory = wsguard::read_memory();
+        hs.connections = g.connections;
+        hs.listeners = g.listeners;
+        hs.queued_bytes = g.queued_bytes;
+        hs.rooms = g.rooms;
+        hs.memberships = g.memberships;
         HistorySample h;
         h.t = std::chrono::duration<double>(now - started_).count();
-        h.resident_bytes = mem.resident_bytes;
-        h.heap_bytes = mem.heap_in_use_bytes;
+        h.resident_bytes = hs.memory.resident_bytes;
+        h.heap_bytes = hs.memory.heap_in_use_bytes;
         h.connections = g.connections;
         h.listeners = g.listeners;
         h.queued_bytes = g.queued_bytes;
         h.rooms = g.rooms;
         h.memberships = g.memberships;
-        std::lock_guard<Lock> lock(sample_mutex_);
-        if (mem.resident_bytes) {
-            memory_growth_.add_sample(now, double(*mem.resident_bytes));
+        wsguard::HealthReport report;
+        {
+            std::lock_guard<Lock> lock(sample_mutex_);
+            health_.sample(now, hs);
+            if (history_.size() == kHistorySamples) {
+                history_.pop_front();
+            }
+            history_.push_back(h);
+            if (!snapshots_) {
+                return;
+            }
+            report = health_.report();
         }
-        if (history_.size() == kHistorySamples) {
-            history_.pop_front();
+        if (report.level == wsguard::HealthLevel::critical) {
+            const std::string census = stats_json(snapshot());
+            std::lock_guard<Lock> lock(sample_mutex_);
+            const auto result = snapshots_->maybe_write(report, census, now);
+            if (result.status == wsguard::SnapshotStatus::written && !options_.quiet) {
+                std::printf("chat_server: health critical, census written to %s\n", result.path.c_str());
+            } else if (result.status == wsguard::SnapshotStatus::failed) {
+                std::fprintf(stderr, "chat_server: cannot write health snapshot: %s\n",
+                             result.error.c_str());
+            }
         }
-        history_.push_back(h);
     }
 
 public:
@@ -228,7 +280,8 @@ private:
     Lock router_mutex_;
     ChatRouter<Guard> router_;
     Lock sample_mutex_;
-    wsguard::GrowthRateDetector memory_growth_;
+    wsguard::HealthMonitor health_;
+    std::optional<wsguard::CriticalSnapshotWriter> snapshots_;
     std::deque<HistorySample> history_;
     std::chrono::steady_clock::time_point started_;
     wsguard::ScopedListener on_message_;

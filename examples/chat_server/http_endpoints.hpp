@@ -5,6 +5,7 @@
 #include "chat_router.hpp"
 
 #include <wsguard/growth_rate_detector.hpp>
+#include <wsguard/health.hpp>
 #include <wsguard/memory.hpp>
 #include <wsguard/websocketpp/server_guard.hpp>
 
@@ -14,6 +15,8 @@
 #include <cstdint>
 #include <optional>
 #include <sstream>
+#include <utility>
+#include <vector>
 #include <string>
 
 namespace chat {
@@ -23,7 +26,9 @@ struct ServerSnapshot {
     wsguard::wspp::GuardStats guard;
     RouterStats router;
     wsguard::MemoryReading memory;
-    wsguard::GrowthVerdict memory_growth;
+    wsguard::HealthReport health;
+    /// (series name, verdict) for every series the triage watches.
+    std::vector<std::pair<std::string, wsguard::GrowthVerdict>> growth;
     double uptime_seconds = 0;
 };
 
@@ -95,17 +100,21 @@ inline std::string stats_json(const ServerSnapshot& s) {
           {"limit_bytes", optional_json(s.memory.limit_bytes)},
           {"limit_source", wsguard::to_string(s.memory.limit_source)},
           {"trims", g.memory_trims}}},
-        {"growth",
-         {{"series", "resident_bytes"},
-          {"level", wsguard::to_string(s.memory_growth.level)},
-          // No rate is better than a meaningless one from two samples.
-          {"growth_per_hour", s.memory_growth.level == wsguard::GrowthLevel::insufficient_data
-                                  ? nlohmann::ordered_json(nullptr)
-                                  : nlohmann::ordered_json(s.memory_growth.growth_per_hour)},
-          {"r_squared", s.memory_growth.r_squared},
-          {"samples", s.memory_growth.samples}}},
         {"shutting_down", g.shutting_down},
     };
+    nlohmann::ordered_json growth = nlohmann::ordered_json::object();
+    for (const auto& [series, v] : s.growth) {
+        // No rate is better than a meaningless one from two samples.
+        growth[series] = {
+            {"level", wsguard::to_string(v.level)},
+            {"growth_per_hour", v.level == wsguard::GrowthLevel::insufficient_data
+                                    ? nlohmann::ordered_json(nullptr)
+                                    : nlohmann::ordered_json(v.growth_per_hour)},
+            {"r_squared", v.r_squared},
+            {"samples", v.samples}};
+    }
+    j["growth"] = std::move(growth);
+    j["health"] = nlohmann::ordered_json::parse(wsguard::to_json(s.health));
     return j.dump(2);
 }
 
@@ -118,6 +127,13 @@ public:
         out_ << "# HELP wsguard_" << name << ' ' << help << '\n'
              << "# TYPE wsguard_" << name << ' ' << type << '\n'
              << "wsguard_" << name << labels << ' ' << value << '\n';
+    }
+    void family(const char* name, const char* type, const char* help) {
+        out_ << "# HELP wsguard_" << name << ' ' << help << '\n'
+             << "# TYPE wsguard_" << name << ' ' << type << '\n';
+    }
+    void sample(const char* name, const char* label, const std::string& value, double v) {
+        out_ << "wsguard_" << name << '{' << label << "=\"" << value << "\"} " << v << '\n';
     }
     void gauge(const char* name, const char* help, double value) {
         metric(name, "gauge", help, value);
@@ -175,8 +191,23 @@ inline std::string metrics_text(const ServerSnapshot& s) {
         w.gauge("memory_limit_bytes", "Memory limit that applies (cgroup, else physical).",
                 double(*s.memory.limit_bytes));
     }
-    w.gauge("memory_growth_bytes_per_hour", "Least-squares growth of resident memory.",
-            s.memory_growth.growth_per_hour);
+    w.gauge("health_level", "Overall health: 0 ok, 1 warning, 2 critical.",
+            double(static_cast<int>(s.health.level)));
+    w.family("health_check_level", "gauge", "Level of each health check: 0 ok, 1 warning, 2 critical.");
+    for (const auto& c : s.health.checks) {
+        w.sample("health_check_level", "check", c.name, double(static_cast<int>(c.level)));
+    }
+    w.family("growth_per_hour", "gauge",
+             "Least-squares growth per hour of each series (0 until enough samples).");
+    for (const auto& [series, v] : s.growth) {
+        w.sample("growth_per_hour", "series", series,
+                 v.level == wsguard::GrowthLevel::insufficient_data ? 0.0 : v.growth_per_hour);
+    }
+    w.family("growth_fit_r_squared", "gauge", "Fit quality (R^2) of each series' growth line.");
+    for (const auto& [series, v] : s.growth) {
+        w.sample("growth_fit_r_squared", "series", series, v.r_squared);
+    }
+    w.gauge("health_findings", "Series named by the leak triage.", double(s.health.findings.size()));
     w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
     return w.str();
 }

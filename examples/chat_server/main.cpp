@@ -73,6 +73,12 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"drop", "close"}));
     app.add_option("--sample-interval-ms", sample_ms, "Memory and series sampling interval")
         ->check(CLI::Range(10LL, 3600000LL));
+    app.add_option("--snapshot-dir", options.snapshot_dir,
+                   "Write a JSON census + malloc_info here when health turns critical (rate-limited)")
+        ->check(CLI::ExistingDirectory);
+    app.add_option("--growth-window", options.growth_window,
+                   "Samples per growth detector (the verdict spans window x sample interval)")
+        ->check(CLI::Range(std::size_t{4}, std::size_t{100000}));
     app.add_option("--threads", options.threads, "io threads running the event loop")
         ->check(CLI::Range(1u, 64u));
 

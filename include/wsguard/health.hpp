@@ -268,6 +268,11 @@ struct TriageOptions {
         }
         return memberships;
     }
+
+    /// Effect: the options of one series, to change them in place.
+    GrowthOptions& of(HealthSeries series) noexcept {
+        return const_cast<GrowthOptions&>(static_cast<const TriageOptions&>(*this).of(series));
+    }
 };
 
 /// Thresholds of the checklist. A level applies at or above its threshold
