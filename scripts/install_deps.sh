@@ -9,9 +9,11 @@ packages=(
   catch2 libbenchmark-dev libboost-dev libssl-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
-  # promtool checks /metrics; clang + its runtime build the fuzzers; node runs
-  # the `ws` client tests; chromium renders the dashboard.
-  packages+=(prometheus clang libclang-rt-14-dev nodejs npm)
+  # promtool checks /metrics; clang + its runtime build the fuzzers; node and
+  # chromium run the dashboard's browser test; redis-server + hiredis the
+  # scale-out tests; valgrind the memcheck run.
+  packages+=(prometheus clang libclang-rt-14-dev nodejs npm chromium redis-server libhiredis-dev
+             valgrind)
 fi
 
 missing=()
