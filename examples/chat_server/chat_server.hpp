@@ -12,6 +12,10 @@
 #include <wsguard/memory.hpp>
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
+#include <wsguard/websocketpp/room_bridge.hpp>
+#ifdef WSGUARD_HAVE_HIREDIS
+#include <wsguard/websocketpp/redis_bridge.hpp>
+#endif
 #include <wsguard/websocketpp/server_guard.hpp>
 
 #include <websocketpp/server.hpp>
@@ -28,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace chat {
@@ -47,6 +52,12 @@ struct ServerOptions {
     std::string snapshot_dir;
     std::size_t snapshot_max_files = 10;
     bool quiet = false;  ///< no startup banner (tests)
+    /// redis://host[:port]: rooms span every server on that Redis (needs a
+    /// build with hiredis). Empty: this server's rooms are its own.
+    std::string redis_url;
+    std::string node_id;  ///< id on the Redis wire; empty: host name + pid
+    /// The bridge's outgoing queue; empty: RedisBridgeOptions' default.
+    std::optional<wsguard::QueueOptions> redis_queue;
 };
 
 /// The reference server: websocketpp asio endpoint + ServerGuard + ChatRouter
@@ -58,7 +69,9 @@ struct ServerOptions {
 template <class Lock = wsguard::NullMutex>
 class ChatServer {
 public:
-    using Config = wsguard::wspp::asio_lean;
+    // One io thread needs no locks and no strands: asio_lean_single_thread.
+    using Config = std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
+                                      wsguard::wspp::asio_lean_single_thread, wsguard::wspp::asio_lean>;
     using Server = websocketpp::server<Config>;
     using Guard = wsguard::wspp::ServerGuard<Config, Lock>;
 
@@ -101,6 +114,8 @@ public:
         }
         server_.start_accept();
         port_ = server_.get_local_endpoint(ec).port();
+        bridge_ = make_bridge();
+        router_.set_bridge(bridge_.get());
         ticker_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
         sampler_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(
             guard_, options_.sample_interval, [this] { sample(); });
@@ -148,6 +163,7 @@ public:
             }
             ticker_->stop();
             sampler_->stop();
+            bridge_->stop();  // the Redis connection would keep the io loop alive
             guard_.shutdown();
             // A peer that never answers our close must not hold the process.
             grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
@@ -168,6 +184,7 @@ public:
             std::lock_guard<Lock> lock(router_mutex_);
             s.router = router_.stats();
         }
+        s.bridge = bridge_->stats();
         s.memory = wsguard::read_memory();
         {
             std::lock_guard<Lock> lock(sample_mutex_);
@@ -182,9 +199,33 @@ public:
     }
 
     Guard& guard() noexcept { return guard_; }
+    wsguard::wspp::RoomBridge& bridge() noexcept { return *bridge_; }
     Server& endpoint() noexcept { return server_; }
 
 private:
+    std::unique_ptr<wsguard::wspp::RoomBridge> make_bridge() {
+        if (options_.redis_url.empty()) {
+            return std::make_unique<wsguard::wspp::LocalBridge>();
+        }
+#ifdef WSGUARD_HAVE_HIREDIS
+        const auto address = wsguard::wspp::parse_redis_url(options_.redis_url);
+        if (!address) {
+            throw std::invalid_argument("bad Redis URL '" + options_.redis_url +
+                                        "': expected redis://host[:port]");
+        }
+        wsguard::wspp::RedisBridgeOptions bo;
+        bo.address = *address;
+        bo.node_id = options_.node_id;
+        if (options_.redis_queue) {
+            bo.queue = *options_.redis_queue;
+        }
+        return std::make_unique<wsguard::wspp::RedisBridge<Guard, Lock>>(server_.get_io_service(),
+                                                                         guard_, std::move(bo));
+#else
+        throw std::invalid_argument("--redis needs a build with hiredis (Debian: libhiredis-dev)");
+#endif
+    }
+
     void sample() {
         const auto now = std::chrono::steady_clock::now();
         const auto g = guard_.stats();
@@ -289,6 +330,8 @@ private:
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> ticker_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> sampler_;
     typename Server::timer_ptr grace_;
+    // After server_ (its io_context) and guard_: destroyed before both.
+    std::unique_ptr<wsguard::wspp::RoomBridge> bridge_;
     std::uint16_t port_ = 0;
 };
 

@@ -12,7 +12,9 @@
 #include <cstddef>
 
 #include <websocketpp/config/asio_no_tls.hpp>
+#include <websocketpp/concurrency/none.hpp>
 #include <websocketpp/config/core.hpp>
+#include <websocketpp/logger/basic.hpp>
 #include <websocketpp/logger/levels.hpp>
 
 namespace wsguard::wspp {
@@ -40,8 +42,29 @@ struct Lean : Base {
 
 }  // namespace detail
 
-/// Asio (plain TCP) server config for many mostly idle connections.
+/// Asio (plain TCP) server config for many mostly idle connections; safe
+/// with several threads running the io_context.
 using asio_lean = detail::Lean<::websocketpp::config::asio>;
+
+/// asio_lean for a server whose io_context runs on one thread: no mutexes and
+/// no strand per connection (a strand is a heap object per connection, and
+/// every handler is wrapped through it). Use it only with a single io thread.
+struct asio_lean_single_thread : detail::Lean<::websocketpp::config::asio> {
+    using type = asio_lean_single_thread;
+    using base = ::websocketpp::config::asio;
+
+    typedef ::websocketpp::concurrency::none concurrency_type;
+    typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::elevel> elog_type;
+    typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::alevel> alog_type;
+
+    struct transport_config : base::transport_config {
+        typedef type::concurrency_type concurrency_type;
+        typedef type::alog_type alog_type;
+        typedef type::elog_type elog_type;
+        static const bool enable_multithreading = false;
+    };
+    typedef ::websocketpp::transport::asio::endpoint<transport_config> transport_type;
+};
 
 /// iostream-transport config (no sockets, no timers): what the tests drive.
 using core_lean = detail::Lean<::websocketpp::config::core>;

@@ -88,9 +88,10 @@ struct GuardOptions {
     SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::drop;
     /// Limits on rooms: per member, name length, total.
     RoomOptions rooms{};
-    /// After the connection count falls by this many since the last trim, the
-    /// next tick hands freed heap back to the system so resident memory falls
-    /// after a wave of disconnects. Zero disables.
+    /// After this many connections closed since the last trim, the first tick
+    /// that sees no new close (the wave is over) hands freed heap back to the
+    /// system, so resident memory falls after a wave of disconnects instead of
+    /// staying at the peak. Zero disables.
     std::size_t trim_after_closes = 256;
 };
 
@@ -205,6 +206,12 @@ public:
     /// An admitted connection closed; its rooms were left and its state freed
     /// before this fires.
     Event<ConnectionId, CloseInfo> on_close;
+    /// A room got its first member on this server (after the join). With the
+    /// next event, tells a scale-out bridge which rooms this node must follow.
+    Event<std::string> on_room_created;
+    /// A room lost its last member on this server, by leave() or by the close
+    /// of its last member (after the leave, before on_close).
+    Event<std::string> on_room_emptied;
 
     /// Effect: installs the guard's handlers on `server` and applies
     /// max_message_bytes to it. The server must outlive the guard.
@@ -333,11 +340,22 @@ public:
         if (!registry_.contains(id)) {
             return std::nullopt;
         }
-        return rooms_.join(id, room);
+        JoinResult result = rooms_.join(id, room);
+        if (result && result.room_created) {
+            on_room_created.emit(room);
+        }
+        return result;
     }
 
-    /// Effect: removes connection `id` from `room`; the room is erased when it empties.
-    LeaveResult leave(ConnectionId id, const std::string& room) { return rooms_.leave(id, room); }
+    /// Effect: removes connection `id` from `room`; the room is erased when it
+    /// empties (and on_room_emptied fires).
+    LeaveResult leave(ConnectionId id, const std::string& room) {
+        const LeaveResult result = rooms_.leave(id, room);
+        if (result.room_now_empty) {
+            on_room_emptied.emit(room);
+        }
+        return result;
+    }
 
     /// Effect: starts the close handshake of connection `id`.
     /// Fails: false if the id is unknown or already closing.
@@ -423,7 +441,8 @@ public:
         s.rooms = s.room_index.rooms;
         s.memberships = s.room_index.memberships;
         s.listeners = on_open.listener_count() + on_message.listener_count() +
-                      on_close.listener_count();
+                      on_close.listener_count() + on_room_created.listener_count() +
+                      on_room_emptied.listener_count();
         s.queued_bytes = queued_bytes();
         s.dropped_messages = dropped_.load(std::memory_order_relaxed);
         s.rejected_connections = rejected_.load(std::memory_order_relaxed);
@@ -502,7 +521,14 @@ private:
         }
         closed_.fetch_add(1, std::memory_order_relaxed);
         registry_.remove(id);  // idempotent: sweeps may have removed it already
-        rooms_.leave_all(id);
+        if (on_room_emptied.listener_count() == 0) {
+            rooms_.leave_all(id);
+        } else {
+            // Someone follows emptied rooms: leave one by one to learn which emptied.
+            for (const std::string& room : rooms_.rooms_of(id)) {
+                leave(id, room);
+            }
+        }
         CloseInfo info;
         info.failed = failed;
         if (con) {
@@ -626,12 +652,18 @@ private:
         return total;
     }
 
+    // Trim once a wave of closes has ended (no close since the previous
+    // tick): trimming mid-wave would hand back pages the rest of the wave is
+    // about to free, and miss the bulk of them.
     void maybe_trim() {
-        if (options_.trim_after_closes == 0 ||
-            closes_since_trim_.load(std::memory_order_relaxed) < options_.trim_after_closes) {
+        const std::size_t closes = closes_since_trim_.load(std::memory_order_relaxed);
+        const bool wave_over = closes == closes_at_last_tick_;
+        closes_at_last_tick_ = closes;
+        if (options_.trim_after_closes == 0 || closes < options_.trim_after_closes || !wave_over) {
             return;
         }
-        closes_since_trim_.store(0, std::memory_order_relaxed);
+        closes_since_trim_.fetch_sub(closes, std::memory_order_relaxed);
+        closes_at_last_tick_ = 0;
         if (release_free_memory()) {
             trims_.fetch_add(1, std::memory_order_relaxed);
         }
@@ -675,6 +707,7 @@ private:
         failed_{0}, messages_in_{0}, messages_out_{0}, bytes_in_{0}, bytes_out_{0}, pings_sent_{0},
         pongs_{0}, trims_{0}, not_connected_{0}, send_failed_{0};
     std::atomic<std::size_t> closes_since_trim_{0};
+    std::size_t closes_at_last_tick_ = 0;  // only tick() touches it
 };
 
 /// A guard whose tables may be shared by several io threads.
