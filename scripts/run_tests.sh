@@ -1,33 +1,88 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: the normal build, then the same suite
-# under AddressSanitizer+LeakSanitizer+UBSan, then the threaded tests under
-# ThreadSanitizer. Installs what it needs first (Debian/Ubuntu).
-set -euo pipefail
+# Builds and runs the whole test suite (Debian/Ubuntu; installs what it needs first):
+#   1. the normal build: unit, integration, consumer, e2e, browser and Redis tests;
+#   2. the same suite under AddressSanitizer+LeakSanitizer+UBSan;
+#   3. the multi-threaded tests under ThreadSanitizer;
+#   4. the libFuzzer targets (clang, ASan+UBSan), each for a bounded time.
+# Prints each ctest summary and a final verdict; exits non-zero if any step failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install_deps.sh --tests
+./scripts/install_deps.sh --tests || { echo "wsguard: installing dependencies failed"; exit 1; }
 
 jobs=${WSGUARD_JOBS:-$(nproc)}
-status=0
+fuzz_seconds=${WSGUARD_FUZZ_SECONDS:-60}
+failed=()
 
-run_suite() { # <build dir> <ctest args...> -- <cmake args...>
+# Every dependency the suite needs was installed above, so the tests that need
+# a browser or a Redis server must run, not skip.
+require=(-DWSGUARD_REQUIRE_BROWSER_TEST=ON -DWSGUARD_REQUIRE_REDIS=ON)
+
+configure_and_build() { # <build dir> <cmake args...>
   local dir=$1; shift
-  local ctest_args=()
-  while [[ $# -gt 0 && $1 != -- ]]; do ctest_args+=("$1"); shift; done
-  shift
   echo "=== wsguard: configuring $dir ($*)"
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 ||
-    { cat "$dir.configure.log"; return 1; }
+  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1; then
+    cat "$dir.configure.log"
+    return 1
+  fi
   echo "=== wsguard: building $dir"
   cmake --build "$dir" -j"$jobs"
-  echo "=== wsguard: testing $dir"
-  (cd "$dir" && ctest --output-on-failure -j"$jobs" "${ctest_args[@]}")
 }
 
-run_suite build -- || status=1
-run_suite build-asan -- -DWSGUARD_SANITIZE=address,undefined -DWSGUARD_BUILD_BENCHMARKS=OFF || status=1
-run_suite build-tsan -L threaded -- -DWSGUARD_SANITIZE=thread -DWSGUARD_BUILD_BENCHMARKS=OFF \
-  -DWSGUARD_BUILD_EXAMPLES=OFF || status=1
+run_ctest() { # <build dir> <ctest args...>
+  local dir=$1; shift
+  echo "=== wsguard: testing $dir"
+  local rc=0
+  (cd "$dir" && ctest --output-on-failure --timeout 600 -j"$jobs" "$@") 2>&1 | tee "$dir.ctest.log" ||
+    rc=$?
+  # "N tests failed out of M": summed over every suite for the closing line.
+  local line
+  line=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$dir.ctest.log" | tail -n1 || true)
+  if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+    total_failed=$((total_failed + BASH_REMATCH[1]))
+    total_passed=$((total_passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+  fi
+  return $rc
+}
+total_passed=0
+total_failed=0
 
-if [[ $status -eq 0 ]]; then echo "=== wsguard: all suites passed"; else echo "=== wsguard: FAILED"; fi
-exit $status
+if configure_and_build build "${require[@]}"; then
+  run_ctest build || failed+=("normal suite")
+else
+  failed+=("normal build")
+fi
+
+if configure_and_build build-asan -DWSGUARD_SANITIZE=address,undefined \
+  -DWSGUARD_BUILD_BENCHMARKS=OFF "${require[@]}"; then
+  # The browser test drives the server binary from node; its sanitizer run adds nothing.
+  run_ctest build-asan -LE "browser|consumers" || failed+=("ASan+UBSan suite")
+else
+  failed+=("ASan+UBSan build")
+fi
+
+if configure_and_build build-tsan -DWSGUARD_SANITIZE=thread -DWSGUARD_BUILD_BENCHMARKS=OFF \
+  "${require[@]}"; then
+  run_ctest build-tsan -L threaded || failed+=("TSan suite")
+else
+  failed+=("TSan build")
+fi
+
+if [[ -x fuzz/run_fuzzers.sh ]]; then
+  if CC=clang CXX=clang++ configure_and_build build-fuzz -DWSGUARD_BUILD_FUZZERS=ON \
+    -DWSGUARD_SANITIZE=address,undefined -DWSGUARD_BUILD_TESTS=OFF \
+    -DWSGUARD_BUILD_BENCHMARKS=OFF; then
+    echo "=== wsguard: fuzzing, ${fuzz_seconds} s per fuzzer"
+    ./fuzz/run_fuzzers.sh build-fuzz "$fuzz_seconds" || failed+=("fuzzers")
+  else
+    failed+=("fuzzer build")
+  fi
+fi
+
+if ((${#failed[@]} == 0)); then
+  echo "=== wsguard: every suite passed"
+else
+  echo "=== wsguard: FAILED: ${failed[*]}"
+fi
+echo "wsguard: ${total_passed} passed, ${total_failed} failed"
+((${#failed[@]} == 0))
