@@ -17,6 +17,7 @@
 #include <wsguard/websocketpp/redis_bridge.hpp>
 #endif
 #include <wsguard/websocketpp/server_guard.hpp>
+#include <wsguard/websocketpp/socket_pool.hpp>
 
 #include <websocketpp/server.hpp>
 
@@ -82,6 +83,9 @@ public:
           health_(health_options(options_)),
           started_(std::chrono::steady_clock::now()) {
         server_.init_asio();
+        // Lets resident memory fall after a wave of closes (see socket_pool.hpp).
+        wsguard::wspp::prewarm_socket_pool(server_.get_io_service(),
+                                           options_.guard.max_connections);
         server_.set_reuse_addr(true);
         server_.set_listen_backlog(1024);
         server_.set_http_handler([this](websocketpp::connection_hdl h) { handle_http(h); });
