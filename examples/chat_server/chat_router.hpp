@@ -17,6 +17,7 @@
 
 #include <wsguard/connection_registry.hpp>
 #include <wsguard/room_index.hpp>
+#include <wsguard/websocketpp/room_bridge.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -51,6 +52,11 @@ public:
     /// Exceptions: std::bad_alloc.
     void handle_text(wsguard::ConnectionId from, std::string_view payload) {
         ++stats_.handled;
+        // Replies copy and print the message recursively: refuse deep nesting
+        // before it can overflow the stack (a 160 KB message of brackets would).
+        if (nesting_exceeds(payload, kMaxNesting)) {
+            return error(from, "message nested too deeply (max 64 levels)");
+        }
         // Parse without exceptions: bad input is the normal case here, not an error.
         nlohmann::ordered_json msg = nlohmann::ordered_json::parse(payload, nullptr, false);
         if (msg.is_discarded()) {
@@ -97,6 +103,41 @@ public:
 
     const RouterStats& stats() const noexcept { return stats_; }
 
+    /// Effect: room messages also go to `bridge` (the room's members on other
+    /// nodes); nullptr: this node only. The bridge must outlive the router's use.
+    void set_bridge(wsguard::wspp::RoomBridge* bridge) noexcept { bridge_ = bridge; }
+
+    /// Deepest nesting of arrays and objects a message may have.
+    static constexpr int kMaxNesting = 64;
+
+    /// Effect: whether `text` opens more than `max` arrays/objects at once,
+    /// counting brackets outside JSON strings. O(n), no allocation.
+    static bool nesting_exceeds(std::string_view text, int max) noexcept {
+        int depth = 0;
+        bool in_string = false;
+        bool escaped = false;
+        for (const char c : text) {
+            if (in_string) {
+                if (escaped) {
+                    escaped = false;
+                } else if (c == '\\') {
+                    escaped = true;
+                } else if (c == '"') {
+                    in_string = false;
+                }
+            } else if (c == '"') {
+                in_string = true;
+            } else if (c == '[' || c == '{') {
+                if (++depth > max) {
+                    return true;
+                }
+            } else if (c == ']' || c == '}') {
+                --depth;
+            }
+        }
+        return false;
+    }
+
 private:
     void join(wsguard::ConnectionId from, const std::string& room) {
         const auto result = guard_.join(from, room);
@@ -122,9 +163,13 @@ private:
         ++stats_.room_messages;
         // Built once per message, not per member: the guard frames it once too.
         const nlohmann::ordered_json out = {{"type", "message"}, {"from", from}, {"content", content}};
-        const auto result = guard_.broadcast(
-            room, out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), from);
+        const std::string text =
+            out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+        const auto result = guard_.broadcast(room, text, from);
         stats_.deliveries += result.sent;
+        if (bridge_ != nullptr) {
+            bridge_->publish(room, text);  // members on other nodes; failures are the bridge's stats
+        }
     }
 
     void reply(wsguard::ConnectionId to, std::string_view text) { guard_.send(to, text); }
@@ -137,6 +182,7 @@ private:
 
     Guard& guard_;
     RouterStats stats_;
+    wsguard::wspp::RoomBridge* bridge_ = nullptr;
 };
 
 }  // namespace chat

@@ -238,10 +238,6 @@ public:
     /// argument); nothing after those can throw.
     PushResult try_push(T value) {
         const std::size_t item_bytes = size_of_(static_cast<const T&>(value));
-        if (item_bytes > options_.max_bytes) {
-            ++counters_.rejected_too_large;
-            return PushResult::rejected_too_large;
-        }
         // Stamp only when ages matter: steady_clock::now() is not free.
         const time_point now = expiring() ? clock_.now() : time_point{};
         const bool front_expired = expiring() && ring_.size != 0 && is_expired(at(0), now);
@@ -254,6 +250,12 @@ public:
         }
         // From here on nothing throws.
         expire_at(now);
+        // After expiry, as the contract says: both refusals leave the queue equally
+        // up to date. Too large an item never grows the ring (checked above).
+        if (item_bytes > options_.max_bytes) {
+            ++counters_.rejected_too_large;
+            return PushResult::rejected_too_large;
+        }
         bool dropped = false;
         if (ring_.size == options_.max_count || item_bytes > options_.max_bytes - ring_.bytes) {
             if (options_.policy == OverflowPolicy::reject_newest) {
