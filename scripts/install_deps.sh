@@ -6,18 +6,29 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libwebsocketpp-dev libasio-dev nlohmann-json3-dev libcli11-dev
-  catch2 libbenchmark-dev libboost-dev libssl-dev
+  catch2 libbenchmark-dev libboost-dev libssl-dev libhiredis-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
   # promtool checks /metrics; clang + its runtime build the fuzzers; node and
   # chromium run the dashboard's browser test; redis-server + hiredis the
   # scale-out tests; valgrind the memcheck run.
-  packages+=(prometheus clang libclang-rt-14-dev nodejs npm chromium redis-server libhiredis-dev
-             valgrind)
+  packages+=(prometheus clang libclang-rt-14-dev nodejs npm chromium redis-server valgrind)
 fi
+
+# A tool already on PATH counts as installed whatever package brought it (e.g.
+# a nodesource nodejs that bundles npm and conflicts with Debian's npm).
+provides_command() {
+  case $1 in
+    nodejs) command -v node >/dev/null ;;
+    npm) command -v npm >/dev/null ;;
+    chromium) command -v chromium >/dev/null ;;
+    *) return 1 ;;
+  esac
+}
 
 missing=()
 for p in "${packages[@]}"; do
+  provides_command "$p" && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
