@@ -657,6 +657,29 @@ TEMPLATE_TEST_CASE("Emitter: many listeners subscribed during emit join in order
     REQUIRE(std::find(seen.begin(), seen.end(), -1) == seen.end());
 }
 
+TEMPLATE_TEST_CASE("Emitter: a tracked listener subscribed during emit is dropped by a nested emit",
+                   "[scoped_listener]", wsguard::NullMutex, std::mutex) {
+    BasicEmitter<TestType, int> emitter;
+    int calls = 0;
+    ScopedListener tracked;
+    auto owner = std::make_shared<int>(1);
+    ScopedListener outer = emitter.subscribe([&](int depth) {
+        if (depth != 0) {
+            return;
+        }
+        tracked = emitter.subscribe(std::weak_ptr<int>(owner), Probe(&calls));
+        emitter.emit(1);  // calls it
+        owner.reset();
+        emitter.emit(1);  // drops it
+    });
+    emitter.emit(0);
+    REQUIRE(calls == 1);
+    REQUIRE_FALSE(tracked.connected());
+    REQUIRE(emitter.stats().owner_expired == 1);
+    REQUIRE(emitter.listener_count() == 1);
+    REQUIRE(Probe::live == 0);  // released when the outermost emit ended
+}
+
 TEMPLATE_TEST_CASE("Emitter: subscription order survives removals and compaction",
                    "[scoped_listener]", wsguard::NullMutex, std::mutex) {
     BasicEmitter<TestType, int> emitter;

@@ -7,6 +7,7 @@
 #include <wsguard/growth_rate_detector.hpp>
 #include <wsguard/health.hpp>
 #include <wsguard/memory.hpp>
+#include <wsguard/websocketpp/room_bridge.hpp>
 #include <wsguard/websocketpp/server_guard.hpp>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +26,7 @@ namespace chat {
 struct ServerSnapshot {
     wsguard::wspp::GuardStats guard;
     RouterStats router;
+    wsguard::wspp::BridgeStats bridge;  ///< rooms across servers (state "local": none)
     wsguard::MemoryReading memory;
     wsguard::HealthReport health;
     /// (series name, verdict) for every series the triage watches.
@@ -101,6 +103,31 @@ inline std::string stats_json(const ServerSnapshot& s) {
           {"limit_source", wsguard::to_string(s.memory.limit_source)},
           {"trims", g.memory_trims}}},
         {"shutting_down", g.shutting_down},
+        {"bridge",
+         {{"state", wsguard::wspp::to_string(s.bridge.state)},
+          {"node_id", s.bridge.node_id},
+          {"rooms", s.bridge.rooms},
+          {"subscriptions", s.bridge.subscriptions},
+          {"publish_calls", s.bridge.publish_calls},
+          {"published", s.bridge.published},
+          {"in_flight", s.bridge.in_flight},
+          {"received", s.bridge.received},
+          {"delivered", s.bridge.delivered},
+          {"ignored_own", s.bridge.ignored_own},
+          {"malformed", s.bridge.malformed},
+          {"failed", s.bridge.failed},
+          {"failed_in_flight", s.bridge.failed_in_flight},
+          {"dropped", s.bridge.dropped},
+          {"connects", s.bridge.connects},
+          {"disconnects", s.bridge.disconnects},
+          {"connect_failures", s.bridge.connect_failures},
+          {"queue",
+           {{"size", s.bridge.queue.size},
+            {"bytes", s.bridge.queue.bytes},
+            {"max_count", s.bridge.queue.max_count},
+            {"high_water_count", s.bridge.queue.high_water_count},
+            {"dropped_oldest", s.bridge.queue.dropped_oldest},
+            {"dropped_expired", s.bridge.queue.dropped_expired}}}}},
     };
     nlohmann::ordered_json growth = nlohmann::ordered_json::object();
     for (const auto& [series, v] : s.growth) {
@@ -207,6 +234,27 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     for (const auto& [series, v] : s.growth) {
         w.sample("growth_fit_r_squared", "series", series, v.r_squared);
     }
+    const auto& b = s.bridge;
+    w.gauge("bridge_connected", "1 when the scale-out bridge is connected to its broker.",
+            b.state == wsguard::wspp::BridgeState::connected ? 1.0 : 0.0);
+    w.gauge("bridge_subscriptions", "Room channels the broker confirmed this node follows.",
+            double(b.subscriptions));
+    w.gauge("bridge_queue_size", "Messages waiting for the broker.", double(b.queue.size));
+    w.gauge("bridge_in_flight", "Messages sent to the broker, not acknowledged yet.",
+            double(b.in_flight));
+    w.counter("bridge_published_total", "Room messages the broker acknowledged.",
+              double(b.published));
+    w.counter("bridge_received_total", "Messages from the broker (own echoes included).",
+              double(b.received));
+    w.counter("bridge_delivered_total", "Messages from other nodes delivered to local members.",
+              double(b.delivered));
+    w.counter("bridge_failed_total", "Room messages that never reached the broker.",
+              double(b.failed));
+    w.counter("bridge_dropped_total", "Of those, dropped by the bounded queue (overflow or age).",
+              double(b.dropped));
+    w.counter("bridge_disconnects_total", "Broker connections lost.", double(b.disconnects));
+    w.counter("bridge_connect_failures_total", "Broker connection attempts that failed.",
+              double(b.connect_failures));
     w.gauge("health_findings", "Series named by the leak triage.", double(s.health.findings.size()));
     w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
     return w.str();

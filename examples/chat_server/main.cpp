@@ -81,6 +81,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(std::size_t{4}, std::size_t{100000}));
     app.add_option("--threads", options.threads, "io threads running the event loop")
         ->check(CLI::Range(1u, 64u));
+    app.add_option("--redis", options.redis_url,
+                   "redis://host[:port]: rooms span every server on this Redis (pub/sub)");
+    app.add_option("--node-id", options.node_id,
+                   "This server's id on the Redis wire (default: host name + pid)");
 
     try {
         app.parse(argc, argv);

@@ -195,9 +195,10 @@ inline constexpr std::size_t kInlineSize = 2 * sizeof(void*);
 /// array may move entries (only while no emit runs).
 template <class Lock, class... Args>
 struct Entry {
-    /// Calls the callable held in (or pointed to by) `storage`; false when
-    /// a tracked owner has expired (then nothing was called).
-    using Thunk = bool (*)(void* storage, const Args&... args);
+    /// Calls the callable held in (or pointed to by) `storage`. For a
+    /// tracked listener whose owner has expired it calls nothing and has
+    /// the emitter drop the listener instead.
+    using Thunk = void (*)(void* storage, const Args&... args);
     Thunk call = nullptr;
     Slot<Lock, Args...>* slot = nullptr;
     alignas(void*) unsigned char storage[kInlineSize] = {};
@@ -258,6 +259,7 @@ public:
     Slot* chain_ = nullptr;  // pending-release or release chain
     std::weak_ptr<const void> owner_;
     std::weak_ptr<Core> core_;
+    Core* core_raw_ = nullptr;           // Emitter: for use while its emit runs
     std::shared_ptr<Slot> self_;         // the emitter's share; dropped on release
     std::atomic<bool> detached_{false};  // the emitter let go of it for good
 };
@@ -285,13 +287,13 @@ public:
     void fill_entry(Entry<Lock, Args...>& entry) noexcept override {
         entry.slot = this;
         if (this->tracked_) {
-            entry.call = &SlotImpl::entry_indirect<&SlotImpl::call_tracked>;
+            entry.call = &SlotImpl::entry_tracked;
             store_pointer(entry, this);
         } else if constexpr (kStoredInline) {
             entry.call = &SlotImpl::entry_inline;
             ::new (static_cast<void*>(entry.storage)) F(std::move(*f_));
         } else {
-            entry.call = &SlotImpl::entry_indirect<&SlotImpl::call_plain>;
+            entry.call = &SlotImpl::entry_indirect;
             store_pointer(entry, std::addressof(*f_));
         }
     }
@@ -316,16 +318,26 @@ private:
         return false;
     }
 
-    static bool entry_inline(void* storage, const Args&... args) {
+    static void entry_inline(void* storage, const Args&... args) {
         (*std::launder(static_cast<F*>(storage)))(args...);
-        return true;
     }
 
-    template <bool (*Call)(void*, const Args&...)>
-    static bool entry_indirect(void* storage, const Args&... args) {
+    static void entry_indirect(void* storage, const Args&... args) {
+        (*static_cast<F*>(load_pointer(storage)))(args...);
+    }
+
+    static void entry_tracked(void* storage, const Args&... args) {
+        SlotImpl& self = *static_cast<SlotImpl*>(load_pointer(storage));
+        if (!call_tracked(&self, args...)) {
+            // Emitter only: the core outlives every emit it runs.
+            self.core_raw_->expire(self);
+        }
+    }
+
+    static void* load_pointer(const void* storage) noexcept {
         void* target = nullptr;
         std::memcpy(&target, storage, sizeof target);
-        return Call(target, args...);
+        return target;
     }
 
     static void store_pointer(Entry<Lock, Args...>& entry, void* target) noexcept {
@@ -385,6 +397,15 @@ public:
                 s->chain_ = chain;
                 chain = s;
             }
+            // Only if destroyed during its own emit (not allowed): still
+            // leave no handle waiting for a detach that never comes.
+            while (pending_ != nullptr) {
+                SlotT* s = pending_;
+                pending_ = s->chain_;
+                detach(*s);
+                s->chain_ = chain;
+                chain = s;
+            }
         } else {
             while (head_ != nullptr) {
                 SlotT* s = head_;
@@ -403,6 +424,7 @@ public:
         std::shared_ptr<SlotT> slot = std::make_shared<Impl>(tracked, std::forward<F>(f));
         slot->owner_ = std::move(owner);
         slot->core_ = this->weak_from_this();
+        slot->core_raw_ = this;
         std::shared_ptr<SlotBase> handle = slot;
         {
             const std::lock_guard<Lock> guard(mutex_);
@@ -665,8 +687,8 @@ private:
             // Fixed while emitting_: nothing is appended, moved or compacted.
             EntryT* const end = entries_.data() + entries_.size();
             for (EntryT* e = entries_.data(); e != end; ++e) {
-                if (e->call != nullptr && !e->call(e->storage, args...)) {
-                    expire_entry(*e);
+                if (e->call != nullptr) {
+                    e->call(e->storage, args...);
                 }
             }
             if (head_ != nullptr) {
@@ -683,15 +705,17 @@ private:
         }
     }
 
-    /// A tracked listener whose owner has expired (it was not called).
-    WSGUARD_DETAIL_COLD void expire_entry(EntryT& e) noexcept {
-        SlotT& slot = *e.slot;
+public:
+    /// Emitter: drops a tracked listener whose owner has expired (it was
+    /// not called), from inside the emit that found it.
+    WSGUARD_DETAIL_COLD void expire(SlotT& slot) noexcept {
         mark_dead(slot);
         ++owner_expired_;
         tombstone(slot);
         defer(slot);
     }
 
+private:
     WSGUARD_DETAIL_COLD void call_incoming(std::uint64_t limit, const Args&... args) {
         // Only the outermost emit's end unlinks from this list, so next_
         // stays valid; new listeners are appended past `limit`.
@@ -1151,3 +1175,5 @@ template <class... Args>
 using SyncEmitter = BasicEmitter<std::mutex, Args...>;
 
 }  // namespace wsguard
+
+#undef WSGUARD_DETAIL_COLD

@@ -29,6 +29,8 @@
 // socket with an asio::posix::stream_descriptor and calls
 // redisAsyncHandleRead/Write when it is ready. Written against hiredis 0.14
 // (Debian 12) and later. Two connections: a subscribed connection cannot PUBLISH.
+// hiredis resolves the host with a blocking getaddrinfo() at each (re)connect:
+// give an IP address, or a name the resolver answers locally (/etc/hosts).
 #pragma once
 
 #include <wsguard/bounded_message_queue.hpp>
@@ -286,8 +288,10 @@ public:
           lock_(std::make_shared<Lock>()),
           alive_(std::make_shared<char>()),
           backoff_(options_.reconnect_min) {
-        created_ = guard_.on_room_created.subscribe([this](const std::string& room) { follow(room); });
-        emptied_ = guard_.on_room_emptied.subscribe([this](const std::string& room) { follow(room); });
+        created_ =
+            guard_.on_room_created.subscribe([this](const std::string& room) { follow(room); });
+        emptied_ =
+            guard_.on_room_emptied.subscribe([this](const std::string& room) { follow(room); });
         std::lock_guard<Lock> guard_lock(*lock_);
         connect();
     }
@@ -470,7 +474,8 @@ private:
     }
 
     bool open(Connection& c) {
-        redisAsyncContext* ac = redisAsyncConnect(options_.address.host.c_str(), options_.address.port);
+        redisAsyncContext* ac =
+            redisAsyncConnect(options_.address.host.c_str(), options_.address.port);
         if (ac == nullptr) {
             return false;
         }
@@ -605,9 +610,9 @@ private:
         }
         detail::RedisOutgoing out;
         while (in_flight_ < options_.max_in_flight && queue_.try_pop(out)) {
-            const int rc = redisAsyncCommand(pub_.ac, &RedisBridge::on_published, this, "PUBLISH %b %b",
-                                             out.channel.data(), out.channel.size(),
-                                             out.message.data(), out.message.size());
+            const int rc = redisAsyncCommand(
+                pub_.ac, &RedisBridge::on_published, this, "PUBLISH %b %b", out.channel.data(),
+                out.channel.size(), out.message.data(), out.message.size());
             if (rc == REDIS_OK) {
                 ++in_flight_;
             } else {
@@ -695,12 +700,12 @@ private:
     std::chrono::milliseconds backoff_;
     BridgeState state_ = BridgeState::connecting;
     Connection pub_, sub_;
-    std::unordered_set<std::string> rooms_;     // rooms with local members
-    std::unordered_map<std::string, Sub> subs_; // what Redis knows, on the live connection
+    std::unordered_set<std::string> rooms_;      // rooms with local members
+    std::unordered_map<std::string, Sub> subs_;  // what Redis knows, on the live connection
     std::size_t confirmed_ = 0;
-    std::uint64_t publish_calls_ = 0, published_ = 0, in_flight_ = 0, received_ = 0,
-                  delivered_ = 0, ignored_own_ = 0, malformed_ = 0, failed_ = 0,
-                  failed_in_flight_ = 0, connects_ = 0, disconnects_ = 0, connect_failures_ = 0;
+    std::uint64_t publish_calls_ = 0, published_ = 0, in_flight_ = 0, received_ = 0, delivered_ = 0,
+                  ignored_own_ = 0, malformed_ = 0, failed_ = 0, failed_in_flight_ = 0,
+                  connects_ = 0, disconnects_ = 0, connect_failures_ = 0;
     ScopedListener created_, emptied_;
 };
 

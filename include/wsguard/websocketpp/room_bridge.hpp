@@ -38,11 +38,16 @@ enum class BridgeState {
 /// Never fails. Thread safety: Safe. Exceptions: nothrow.
 inline const char* to_string(BridgeState s) noexcept {
     switch (s) {
-        case BridgeState::local: return "local";
-        case BridgeState::connecting: return "connecting";
-        case BridgeState::connected: return "connected";
-        case BridgeState::disconnected: return "disconnected";
-        case BridgeState::stopped: return "stopped";
+        case BridgeState::local:
+            return "local";
+        case BridgeState::connecting:
+            return "connecting";
+        case BridgeState::connected:
+            return "connected";
+        case BridgeState::disconnected:
+            return "disconnected";
+        case BridgeState::stopped:
+            return "stopped";
     }
     return "unknown";
 }
@@ -50,22 +55,27 @@ inline const char* to_string(BridgeState s) noexcept {
 /// What publish() did with a message for the other nodes. Every value but
 /// `queued` and `local_only` is also counted in BridgeStats::failed.
 enum class PublishStatus {
-    queued,              ///< on its way to the broker (stored in the outgoing queue)
+    queued,                 ///< on its way to the broker (stored in the outgoing queue)
     queued_dropped_oldest,  ///< queued after dropping older messages (queue full)
-    local_only,          ///< no broker (LocalBridge): there are no other nodes to reach
-    rejected_too_large,  ///< larger than the outgoing queue's max_bytes; not sent
-    stopped              ///< the bridge was stopped; not sent
+    local_only,             ///< no broker (LocalBridge): there are no other nodes to reach
+    rejected_too_large,     ///< larger than the outgoing queue's max_bytes; not sent
+    stopped                 ///< the bridge was stopped; not sent
 };
 
 /// Effect: the enumerator's name, e.g. "queued"; "unknown" outside the enum.
 /// Never fails. Thread safety: Safe. Exceptions: nothrow.
 inline const char* to_string(PublishStatus s) noexcept {
     switch (s) {
-        case PublishStatus::queued: return "queued";
-        case PublishStatus::queued_dropped_oldest: return "queued_dropped_oldest";
-        case PublishStatus::local_only: return "local_only";
-        case PublishStatus::rejected_too_large: return "rejected_too_large";
-        case PublishStatus::stopped: return "stopped";
+        case PublishStatus::queued:
+            return "queued";
+        case PublishStatus::queued_dropped_oldest:
+            return "queued_dropped_oldest";
+        case PublishStatus::local_only:
+            return "local_only";
+        case PublishStatus::rejected_too_large:
+            return "rejected_too_large";
+        case PublishStatus::stopped:
+            return "stopped";
     }
     return "unknown";
 }
@@ -75,24 +85,24 @@ inline const char* to_string(PublishStatus s) noexcept {
 /// for LocalBridge).
 struct BridgeStats {
     BridgeState state = BridgeState::local;
-    std::string node_id;                ///< this node's id on the wire ("" for LocalBridge)
-    std::size_t rooms = 0;              ///< rooms with members on this node
-    std::size_t subscriptions = 0;      ///< rooms the broker confirmed this node follows
-    std::uint64_t publish_calls = 0;    ///< calls of publish()
-    std::uint64_t local_only = 0;       ///< publishes with no broker to go to (LocalBridge)
-    std::uint64_t published = 0;        ///< messages the broker acknowledged
-    std::uint64_t in_flight = 0;        ///< sent to the broker, not acknowledged yet
-    std::uint64_t received = 0;         ///< messages from the broker, own echoes included
-    std::uint64_t delivered = 0;        ///< received from other nodes and handed to deliver
-    std::uint64_t ignored_own = 0;      ///< received messages this node published itself
-    std::uint64_t malformed = 0;        ///< received messages not in the wire format
-    std::uint64_t failed = 0;           ///< messages that never reached the broker (every cause)
-    std::uint64_t failed_in_flight = 0; ///< of failed: lost with the connection or refused by it
-    std::uint64_t dropped = 0;          ///< of failed: dropped by the queue (overflow or age)
-    std::uint64_t connects = 0;         ///< successful connections to the broker
-    std::uint64_t disconnects = 0;      ///< established connections lost
-    std::uint64_t connect_failures = 0; ///< connection attempts that failed or timed out
-    QueueStats queue{};                 ///< the outgoing queue (zeros for LocalBridge)
+    std::string node_id;                 ///< this node's id on the wire ("" for LocalBridge)
+    std::size_t rooms = 0;               ///< rooms with members on this node
+    std::size_t subscriptions = 0;       ///< rooms the broker confirmed this node follows
+    std::uint64_t publish_calls = 0;     ///< calls of publish()
+    std::uint64_t local_only = 0;        ///< publishes with no broker to go to (LocalBridge)
+    std::uint64_t published = 0;         ///< messages the broker acknowledged
+    std::uint64_t in_flight = 0;         ///< sent to the broker, not acknowledged yet
+    std::uint64_t received = 0;          ///< messages from the broker, own echoes included
+    std::uint64_t delivered = 0;         ///< received from other nodes and handed to deliver
+    std::uint64_t ignored_own = 0;       ///< received messages this node published itself
+    std::uint64_t malformed = 0;         ///< received messages not in the wire format
+    std::uint64_t failed = 0;            ///< messages that never reached the broker (every cause)
+    std::uint64_t failed_in_flight = 0;  ///< of failed: lost with the connection or refused by it
+    std::uint64_t dropped = 0;           ///< of failed: dropped by the queue (overflow or age)
+    std::uint64_t connects = 0;          ///< successful connections to the broker
+    std::uint64_t disconnects = 0;       ///< established connections lost
+    std::uint64_t connect_failures = 0;  ///< connection attempts that failed or timed out
+    QueueStats queue{};                  ///< the outgoing queue (zeros for LocalBridge)
 };
 
 /// Effect: hands `payload`, published by another node to `room`, to this

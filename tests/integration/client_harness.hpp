@@ -1,0 +1,727 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// Loopback test harness for the reference chat server: the server in-process
+// on an ephemeral port on its own thread (ServerRunner), real websocketpp
+// clients on their own io thread (ClientEndpoint / ClientConnection), a raw
+// TCP WebSocket client that can stop reading (RawWsClient), and a tiny HTTP
+// GET for /stats and /metrics. Every wait is bounded; every thread is joined.
+#pragma once
+
+#include "chat_server.hpp"
+
+#include <websocketpp/client.hpp>
+#include <websocketpp/config/asio_no_tls_client.hpp>
+
+#include <asio.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace wsguard::test {
+
+using Millis = std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+/// The bound on anything that should happen promptly on loopback (an open, a
+/// reply, a close). Generous so a sanitizer build on a loaded machine passes;
+/// a test that only succeeds thanks to it still fails on timing asserts.
+constexpr Millis prompt_wait{5000};
+
+/// Calls `pred` every `interval` until it returns true or `timeout` passes.
+/// Only for state that has no event to wait on (HTTP /stats).
+template <class Pred>
+bool eventually(Pred pred, Millis timeout = prompt_wait, Millis interval = Millis{10}) {
+    const auto deadline = SteadyClock::now() + timeout;
+    for (;;) {
+        if (pred()) {
+            return true;
+        }
+        if (SteadyClock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(interval);
+    }
+}
+
+inline std::chrono::duration<double, std::milli> since(SteadyClock::time_point t) {
+    return SteadyClock::now() - t;
+}
+
+// ---------------------------------------------------------------------------
+// The server under test.
+
+/// Options every in-process server starts from: loopback, ephemeral port, no
+/// banner, fast housekeeping so time-based limits show within milliseconds.
+inline chat::ServerOptions test_server_options() {
+    chat::ServerOptions o;
+    o.port = 0;
+    o.bind_address = "127.0.0.1";
+    o.quiet = true;
+    o.tick_interval = Millis{25};
+    o.sample_interval = Millis{1000};
+    o.guard.trim_after_closes = 0;
+    return o;
+}
+
+/// A ChatServer running on its own thread from construction until stop() (or
+/// destruction), which shuts it down gracefully and joins the thread.
+template <class Lock = NullMutex>
+class ServerRunner {
+public:
+    explicit ServerRunner(chat::ServerOptions options = test_server_options())
+        : server_(std::move(options)), done_(finished_.get_future()) {
+        thread_ = std::thread([this] {
+            try {
+                server_.run();
+                finished_.set_value();
+            } catch (...) {
+                finished_.set_exception(std::current_exception());
+            }
+        });
+    }
+
+    ServerRunner(const ServerRunner&) = delete;
+    ServerRunner& operator=(const ServerRunner&) = delete;
+
+    ~ServerRunner() {
+        if (thread_.joinable()) {
+            try {
+                stop();
+            } catch (...) {
+                // run() threw and the test already failed; the thread is joined either way.
+            }
+        }
+    }
+
+    std::uint16_t port() const noexcept { return server_.port(); }
+
+    /// The server; only safe to inspect from the test thread after stop().
+    chat::ChatServer<Lock>& server() noexcept { return server_; }
+
+    /// Starts a graceful shutdown (from this thread) without waiting for it.
+    void request_shutdown() { server_.request_shutdown(); }
+
+    /// True once run() returned, waiting at most `timeout`.
+    bool wait_stopped(Millis timeout) {
+        return done_.wait_for(timeout) == std::future_status::ready;
+    }
+
+    /// Graceful shutdown; true if run() returned within `timeout`. Either way
+    /// the thread is joined on return (forced with endpoint().stop() if late).
+    /// Rethrows what run() threw.
+    bool stop(Millis timeout = Millis{10000}) {
+        if (!thread_.joinable()) {
+            return true;
+        }
+        server_.request_shutdown();
+        const bool in_time = wait_stopped(timeout);
+        if (!in_time) {
+            server_.endpoint().stop();  // io_context::stop is thread-safe
+        }
+        thread_.join();
+        done_.get();
+        return in_time;
+    }
+
+private:
+    chat::ChatServer<Lock> server_;
+    std::promise<void> finished_;
+    std::future<void> done_;
+    std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------
+// websocketpp clients.
+
+using WsClient = ::websocketpp::client<::websocketpp::config::asio_client>;
+
+/// How a ClientConnection behaves.
+struct ConnectOptions {
+    /// Answer the server's pings (websocketpp's default). False: a dead peer.
+    bool answer_pings = true;
+    /// Keep received texts for next_text(); false only counts them (floods).
+    bool keep_messages = true;
+    std::string path = "/";
+};
+
+/// One client connection, observed from the test thread. Every operation is
+/// posted to the endpoint's io thread; every observation is under a lock.
+/// Must not outlive its ClientEndpoint.
+class ClientConnection {
+public:
+    struct State {
+        std::mutex m;
+        std::condition_variable cv;
+        bool opened = false;
+        bool closed = false;  // close or fail handler ran
+        bool failed = false;  // never opened
+        std::uint16_t remote_code = 0;
+        std::string remote_reason;
+        std::uint16_t local_code = 0;
+        std::deque<std::string> texts;
+        std::size_t received = 0;
+        std::size_t binaries = 0;
+        std::size_t pings = 0;
+        SteadyClock::time_point opened_at{}, closed_at{};
+        // Written and read on the io thread only.
+        ::websocketpp::connection_hdl hdl;
+    };
+
+    ClientConnection(WsClient& ep, std::shared_ptr<State> st) : ep_(ep), st_(std::move(st)) {}
+
+    bool wait_open(Millis timeout = prompt_wait) {
+        std::unique_lock<std::mutex> lock(st_->m);
+        st_->cv.wait_for(lock, timeout, [&] { return st_->opened || st_->closed; });
+        return st_->opened;
+    }
+
+    /// True once the connection closed (for any reason) within `timeout`.
+    bool wait_closed(Millis timeout = prompt_wait) {
+        std::unique_lock<std::mutex> lock(st_->m);
+        return st_->cv.wait_for(lock, timeout, [&] { return st_->closed; });
+    }
+
+    bool is_open() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->opened && !st_->closed;
+    }
+    bool is_closed() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->closed;
+    }
+    bool failed() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->failed;
+    }
+    /// The close code the server sent (1006 when the TCP connection just ended).
+    std::uint16_t remote_close_code() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->remote_code;
+    }
+    std::string remote_close_reason() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->remote_reason;
+    }
+    /// Time from open to close as this client saw it.
+    Millis open_duration() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return std::chrono::duration_cast<Millis>(st_->closed_at - st_->opened_at);
+    }
+    SteadyClock::time_point opened_at() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->opened_at;
+    }
+    std::size_t received() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->received;
+    }
+    std::size_t pings_seen() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->pings;
+    }
+    /// Received texts not taken by next_text() yet.
+    std::size_t pending() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->texts.size();
+    }
+    /// True once `n` messages in all were received, waiting at most `timeout`.
+    bool wait_received(std::size_t n, Millis timeout) {
+        std::unique_lock<std::mutex> lock(st_->m);
+        return st_->cv.wait_for(lock, timeout, [&] { return st_->received >= n; });
+    }
+
+    /// The next received text, waiting at most `timeout`.
+    std::optional<std::string> next_text(Millis timeout = prompt_wait) {
+        std::unique_lock<std::mutex> lock(st_->m);
+        if (!st_->cv.wait_for(lock, timeout, [&] { return !st_->texts.empty(); })) {
+            return std::nullopt;
+        }
+        std::string t = std::move(st_->texts.front());
+        st_->texts.pop_front();
+        return t;
+    }
+
+    /// The next received text parsed as JSON (a discarded value if it is not
+    /// JSON), waiting at most `timeout`.
+    std::optional<nlohmann::json> next_json(Millis timeout = prompt_wait) {
+        auto t = next_text(timeout);
+        if (!t) {
+            return std::nullopt;
+        }
+        return nlohmann::json::parse(*t, nullptr, false);
+    }
+
+    /// Skips received messages until one of `type` arrives; it is returned.
+    std::optional<nlohmann::json> next_of_type(const std::string& type,
+                                               Millis timeout = prompt_wait) {
+        const auto deadline = SteadyClock::now() + timeout;
+        for (;;) {
+            const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+            if (left.count() <= 0) {
+                return std::nullopt;
+            }
+            auto j = next_json(left);
+            if (!j) {
+                return std::nullopt;
+            }
+            if (j->is_object() && j->value("type", "") == type) {
+                return j;
+            }
+        }
+    }
+
+    void send(std::string text) { send_op(std::move(text), ::websocketpp::frame::opcode::text); }
+    void send(const nlohmann::json& j) { send(j.dump()); }
+    void send_binary(std::string bytes) {
+        send_op(std::move(bytes), ::websocketpp::frame::opcode::binary);
+    }
+
+    /// Sends `{"type":"ping"}` and waits for the pong, skipping other
+    /// messages: after it, every earlier message of ours was handled.
+    bool round_trip(Millis timeout = prompt_wait) {
+        send(std::string(R"({"type":"ping"})"));
+        return next_of_type("pong", timeout).has_value();
+    }
+
+    /// Starts the closing handshake.
+    void close(std::uint16_t code = ::websocketpp::close::status::normal,
+               std::string reason = "bye") {
+        post([code, reason](WsClient& ep, State& st) {
+            std::error_code ec;
+            ep.close(st.hdl, code, reason, ec);
+        });
+    }
+
+    /// Ends the TCP connection at once with a reset (no close frame, no FIN):
+    /// the server sees the peer vanish.
+    void abort() {
+        post([](WsClient& ep, State& st) {
+            std::error_code ec;
+            auto con = ep.get_con_from_hdl(st.hdl, ec);
+            if (ec || !con) {
+                return;
+            }
+            auto& sock = con->get_raw_socket();
+            sock.set_option(asio::socket_base::linger(true, 0), ec);
+            sock.close(ec);
+        });
+    }
+
+private:
+    void send_op(std::string payload, ::websocketpp::frame::opcode::value op) {
+        post([payload = std::move(payload), op](WsClient& ep, State& st) {
+            std::error_code ec;
+            ep.send(st.hdl, payload, op, ec);
+        });
+    }
+
+    void post(std::function<void(WsClient&, State&)> f) {
+        asio::post(ep_.get_io_service(), [ep = &ep_, st = st_, f = std::move(f)] { f(*ep, *st); });
+    }
+
+    WsClient& ep_;
+    std::shared_ptr<State> st_;
+};
+
+/// A websocketpp asio client endpoint with its own io thread. Its destructor
+/// ends every connection it made and joins the thread.
+class ClientEndpoint {
+public:
+    ClientEndpoint() {
+        ep_.clear_access_channels(::websocketpp::log::alevel::all);
+        ep_.clear_error_channels(::websocketpp::log::elevel::all);
+        ep_.init_asio();
+        ep_.start_perpetual();
+        thread_ = std::thread([this] {
+            ep_.run();
+            std::lock_guard<std::mutex> lock(m_);
+            stopped_ = true;
+            cv_.notify_all();
+        });
+    }
+
+    ClientEndpoint(const ClientEndpoint&) = delete;
+    ClientEndpoint& operator=(const ClientEndpoint&) = delete;
+
+    ~ClientEndpoint() {
+        std::vector<std::weak_ptr<ClientConnection::State>> all;
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            all.swap(connections_);
+        }
+        asio::post(ep_.get_io_service(), [this, all = std::move(all)] {
+            for (auto& w : all) {
+                if (auto st = w.lock()) {
+                    std::error_code ec;
+                    auto con = ep_.get_con_from_hdl(st->hdl, ec);
+                    if (!ec && con && con->get_state() != ::websocketpp::session::state::closed) {
+                        con->terminate(std::error_code());
+                    }
+                }
+            }
+            ep_.stop_perpetual();
+        });
+        std::unique_lock<std::mutex> lock(m_);
+        if (!cv_.wait_for(lock, prompt_wait, [&] { return stopped_; })) {
+            ep_.stop();  // a connection that would not end: stop the loop anyway
+        }
+        lock.unlock();
+        thread_.join();
+    }
+
+    /// Starts a connection to ws://127.0.0.1:`port``path`; wait_open() on the
+    /// result tells whether it opened.
+    std::shared_ptr<ClientConnection> connect(std::uint16_t port, ConnectOptions opts = {}) {
+        auto st = std::make_shared<ClientConnection::State>();
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            // Forget connections that are gone so long loops stay O(live).
+            if (connections_.size() > 64) {
+                std::vector<std::weak_ptr<ClientConnection::State>> live;
+                for (auto& w : connections_) {
+                    if (!w.expired()) {
+                        live.push_back(w);
+                    }
+                }
+                connections_.swap(live);
+            }
+            connections_.push_back(st);
+        }
+        const std::string uri = "ws://127.0.0.1:" + std::to_string(port) + opts.path;
+        asio::post(ep_.get_io_service(), [this, st, uri, opts] { start(st, uri, opts); });
+        return std::make_shared<ClientConnection>(ep_, st);
+    }
+
+    /// connect() and wait_open(); nullptr if it did not open in time.
+    std::shared_ptr<ClientConnection> connect_open(std::uint16_t port, ConnectOptions opts = {}) {
+        auto c = connect(port, std::move(opts));
+        return c->wait_open() ? c : nullptr;
+    }
+
+private:
+    using State = ClientConnection::State;
+
+    // Runs on the io thread. Handlers hold the state, never the connection.
+    void start(const std::shared_ptr<State>& st, const std::string& uri,
+               const ConnectOptions& opts) {
+        std::error_code ec;
+        WsClient::connection_ptr con = ep_.get_connection(uri, ec);
+        if (ec) {
+            std::lock_guard<std::mutex> lock(st->m);
+            st->closed = st->failed = true;
+            st->cv.notify_all();
+            return;
+        }
+        st->hdl = con->get_handle();
+        con->set_open_handler([st](::websocketpp::connection_hdl) {
+            std::lock_guard<std::mutex> lock(st->m);
+            st->opened = true;
+            st->opened_at = SteadyClock::now();
+            st->cv.notify_all();
+        });
+        const bool keep = opts.keep_messages;
+        con->set_message_handler(
+            [st, keep](::websocketpp::connection_hdl, WsClient::message_ptr msg) {
+                std::lock_guard<std::mutex> lock(st->m);
+                ++st->received;
+                if (msg->get_opcode() != ::websocketpp::frame::opcode::text) {
+                    ++st->binaries;
+                } else if (keep) {
+                    st->texts.push_back(msg->get_payload());
+                }
+                st->cv.notify_all();
+            });
+        const bool answer = opts.answer_pings;
+        con->set_ping_handler([st, answer](::websocketpp::connection_hdl, std::string) {
+            std::lock_guard<std::mutex> lock(st->m);
+            ++st->pings;
+            return answer;
+        });
+        auto on_end = [this, st](::websocketpp::connection_hdl h, bool failed) {
+            std::error_code e;
+            auto c = ep_.get_con_from_hdl(h, e);
+            std::lock_guard<std::mutex> lock(st->m);
+            if (c) {
+                st->remote_code = c->get_remote_close_code();
+                st->remote_reason = c->get_remote_close_reason();
+                st->local_code = c->get_local_close_code();
+            }
+            st->failed = failed;
+            st->closed = true;
+            st->closed_at = SteadyClock::now();
+            st->cv.notify_all();
+        };
+        con->set_close_handler([on_end](::websocketpp::connection_hdl h) { on_end(h, false); });
+        con->set_fail_handler([on_end](::websocketpp::connection_hdl h) { on_end(h, true); });
+        ep_.connect(con);
+    }
+
+    WsClient ep_;
+    std::thread thread_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool stopped_ = false;
+    std::vector<std::weak_ptr<ClientConnection::State>> connections_;
+};
+
+// ---------------------------------------------------------------------------
+// Raw TCP: a WebSocket client that can stop reading, and HTTP GET.
+
+/// Runs `io` until `done` or `timeout`; true if done. Cancels what is left.
+template <class Socket>
+bool run_until(asio::io_context& io, Socket& sock, const bool& done, Millis timeout) {
+    io.restart();
+    const auto deadline = SteadyClock::now() + timeout;
+    while (!done && !io.stopped() && SteadyClock::now() < deadline) {
+        io.run_one_for(std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()));
+    }
+    if (!done) {
+        // Cancelled operations complete at once with operation_aborted; run
+        // them now, while the variables their handlers refer to still exist.
+        std::error_code ec;
+        sock.cancel(ec);
+        io.restart();
+        io.run();
+    }
+    return done;
+}
+
+/// Appends one masked client frame (FIN set) to `out` (RFC 6455 section 5.2).
+inline void append_client_frame(std::string& out, std::uint8_t opcode, const std::string& payload,
+                                std::uint32_t mask_seed) {
+    out.push_back(static_cast<char>(0x80 | opcode));
+    const std::size_t n = payload.size();
+    if (n < 126) {
+        out.push_back(static_cast<char>(0x80 | n));
+    } else if (n <= 0xFFFF) {
+        out.push_back(static_cast<char>(0x80 | 126));
+        out.push_back(static_cast<char>((n >> 8) & 0xFF));
+        out.push_back(static_cast<char>(n & 0xFF));
+    } else {
+        out.push_back(static_cast<char>(0x80 | 127));
+        for (int shift = 56; shift >= 0; shift -= 8) {
+            out.push_back(static_cast<char>((static_cast<std::uint64_t>(n) >> shift) & 0xFF));
+        }
+    }
+    const char mask[4] = {static_cast<char>(mask_seed >> 24), static_cast<char>(mask_seed >> 16),
+                          static_cast<char>(mask_seed >> 8), static_cast<char>(mask_seed)};
+    out.append(mask, 4);
+    for (std::size_t i = 0; i < n; ++i) {
+        out.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+    }
+}
+
+/// A WebSocket client on a bare TCP socket with a hand-written handshake. It
+/// reads the handshake response and then only what the test asks for, so it
+/// can play a reader that stopped reading. Synchronous, test thread only.
+class RawWsClient {
+public:
+    RawWsClient() : sock_(io_) {}
+
+    /// Connects with SO_RCVBUF = `receive_buffer` (0: the system's) and does
+    /// the opening handshake. True on "101 Switching Protocols".
+    bool connect(std::uint16_t port, int receive_buffer = 0, Millis timeout = prompt_wait) {
+        std::error_code ec;
+        sock_.open(asio::ip::tcp::v4(), ec);
+        if (ec) {
+            return false;
+        }
+        if (receive_buffer > 0) {
+            // Before connect, so the window the kernel advertises is small from the start.
+            sock_.set_option(asio::socket_base::receive_buffer_size(receive_buffer), ec);
+        }
+        bool done = false;
+        std::error_code result;
+        sock_.async_connect({asio::ip::make_address("127.0.0.1"), port},
+                            [&](const std::error_code& e) {
+                                result = e;
+                                done = true;
+                            });
+        if (!run_until(io_, sock_, done, timeout) || result) {
+            return false;
+        }
+        const std::string request =
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        if (!write(request, timeout)) {
+            return false;
+        }
+        done = false;
+        asio::async_read_until(sock_, asio::dynamic_buffer(inbox_), "\r\n\r\n",
+                               [&](const std::error_code& e, std::size_t) {
+                                   result = e;
+                                   done = true;
+                               });
+        if (!run_until(io_, sock_, done, timeout) || result) {
+            return false;
+        }
+        return inbox_.rfind("HTTP/1.1 101", 0) == 0;
+    }
+
+    /// Sends one text frame; true if written within `timeout`.
+    bool send_text(const std::string& text, Millis timeout = prompt_wait) {
+        std::string frame;
+        append_client_frame(frame, 0x1, text, next_mask());
+        return write(frame, timeout);
+    }
+
+    /// Closes the socket (a reset if unread data is pending).
+    void close() {
+        std::error_code ec;
+        sock_.close(ec);
+    }
+
+    asio::ip::tcp::socket& socket() noexcept { return sock_; }
+
+private:
+    bool write(const std::string& bytes, Millis timeout) {
+        bool done = false;
+        std::error_code result;
+        asio::async_write(sock_, asio::buffer(bytes), [&](const std::error_code& e, std::size_t) {
+            result = e;
+            done = true;
+        });
+        return run_until(io_, sock_, done, timeout) && !result;
+    }
+
+    std::uint32_t next_mask() { return static_cast<std::uint32_t>(rng_()); }
+
+    asio::io_context io_;
+    asio::ip::tcp::socket sock_;
+    std::string inbox_;
+    std::minstd_rand rng_{12345};
+};
+
+/// One HTTP response, as the tiny client below reads it.
+struct HttpResponse {
+    int status = 0;
+    std::string head;  ///< status line and headers
+    std::string body;
+
+    /// The value of header `name` (case-insensitive), or "".
+    std::string header(const std::string& name) const {
+        auto lower = [](std::string s) {
+            for (auto& c : s) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            return s;
+        };
+        const std::string h = lower(head);
+        const std::string key = "\r\n" + lower(name) + ":";
+        const auto at = h.find(key);
+        if (at == std::string::npos) {
+            return {};
+        }
+        auto begin = at + key.size();
+        const auto end = head.find("\r\n", begin);
+        while (begin < end && head[begin] == ' ') {
+            ++begin;
+        }
+        return head.substr(begin, end - begin);
+    }
+};
+
+/// `method` `path` on 127.0.0.1:`port` (websocketpp closes after one
+/// response, so the body is whatever arrives before EOF). nullopt on timeout
+/// or error.
+inline std::optional<HttpResponse> http_request(std::uint16_t port, const std::string& method,
+                                                const std::string& path,
+                                                Millis timeout = prompt_wait) {
+    asio::io_context io;
+    asio::ip::tcp::socket sock(io);
+    bool done = false;
+    std::error_code result;
+    sock.async_connect({asio::ip::make_address("127.0.0.1"), port}, [&](const std::error_code& e) {
+        result = e;
+        done = true;
+    });
+    if (!run_until(io, sock, done, timeout) || result) {
+        return std::nullopt;
+    }
+    const std::string request = method + " " + path +
+                                " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                                "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    done = false;
+    asio::async_write(sock, asio::buffer(request), [&](const std::error_code& e, std::size_t) {
+        result = e;
+        done = true;
+    });
+    if (!run_until(io, sock, done, timeout) || result) {
+        return std::nullopt;
+    }
+    std::string raw;
+    done = false;
+    asio::async_read(sock, asio::dynamic_buffer(raw), [&](const std::error_code& e, std::size_t) {
+        result = e;
+        done = true;
+    });
+    if (!run_until(io, sock, done, timeout) || result != asio::error::eof) {
+        return std::nullopt;
+    }
+    const auto head_end = raw.find("\r\n\r\n");
+    if (head_end == std::string::npos || raw.rfind("HTTP/1.1 ", 0) != 0) {
+        return std::nullopt;
+    }
+    HttpResponse r;
+    r.head = raw.substr(0, head_end);
+    r.body = raw.substr(head_end + 4);
+    r.status = std::atoi(raw.c_str() + 9);
+    return r;
+}
+
+/// GET `path`; see http_request().
+inline std::optional<HttpResponse> http_get(std::uint16_t port, const std::string& path,
+                                            Millis timeout = prompt_wait) {
+    return http_request(port, "GET", path, timeout);
+}
+
+/// GET /stats parsed; a discarded JSON value if it failed.
+inline nlohmann::json get_stats(std::uint16_t port) {
+    auto r = http_get(port, "/stats");
+    if (!r || r->status != 200) {
+        return nlohmann::json(nlohmann::json::value_t::discarded);
+    }
+    return nlohmann::json::parse(r->body, nullptr, false);
+}
+
+/// A top-level (or nested, with a second key) count from a /stats object; -1 if absent.
+inline long long stat_of(const nlohmann::json& s, const char* key, const char* sub = nullptr) {
+    if (!s.is_object() || !s.contains(key)) {
+        return -1;
+    }
+    const auto& v = sub ? s.at(key).value(sub, nlohmann::json()) : s.at(key);
+    return v.is_number() ? v.get<long long>() : -1;
+}
+
+/// Polls /stats until `pred(stats)` holds; the last stats read go to `last`.
+template <class Pred>
+bool stats_eventually(std::uint16_t port, Pred pred, nlohmann::json& last,
+                      Millis timeout = prompt_wait) {
+    return eventually(
+        [&] {
+            last = get_stats(port);
+            return !last.is_discarded() && pred(last);
+        },
+        timeout, Millis{20});
+}
+
+}  // namespace wsguard::test

@@ -1,0 +1,250 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// The chat_server command line, run as a child process: refused values exit 2
+// with a message on stderr, --help exits 0 and lists every flag, and SIGTERM
+// closes every connection with 1001 and exits 0. The child is killed by its
+// pid on every path out of a test.
+#include "client_harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef WSGUARD_CHAT_SERVER_PATH
+#error "WSGUARD_CHAT_SERVER_PATH must name the chat_server binary"
+#endif
+
+extern char** environ;
+
+using wsguard::test::ClientEndpoint;
+using wsguard::test::Millis;
+using wsguard::test::SteadyClock;
+
+namespace {
+
+/// chat_server as a child with its stdout and stderr on pipes. The destructor
+/// kills it (SIGKILL, by pid) if it still runs, and reaps it.
+class Child {
+public:
+    explicit Child(const std::vector<std::string>& args) {
+        int out[2], err[2];
+        REQUIRE(::pipe(out) == 0);
+        REQUIRE(::pipe(err) == 0);
+        posix_spawn_file_actions_t actions;
+        ::posix_spawn_file_actions_init(&actions);
+        ::posix_spawn_file_actions_addclose(&actions, out[0]);
+        ::posix_spawn_file_actions_addclose(&actions, err[0]);
+        ::posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+        ::posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+        ::posix_spawn_file_actions_addclose(&actions, out[1]);
+        ::posix_spawn_file_actions_addclose(&actions, err[1]);
+        std::vector<std::string> argv_storage = {WSGUARD_CHAT_SERVER_PATH};
+        argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& a : argv_storage) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        const int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+        ::posix_spawn_file_actions_destroy(&actions);
+        ::close(out[1]);
+        ::close(err[1]);
+        out_ = out[0];
+        err_ = err[0];
+        REQUIRE(rc == 0);
+    }
+
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+
+    ~Child() {
+        if (!status_ && pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            int st = 0;
+            ::waitpid(pid_, &st, 0);
+        }
+        ::close(out_);
+        ::close(err_);
+    }
+
+    pid_t pid() const noexcept { return pid_; }
+
+    /// Reads stdout until it shows the WebSocket URL the server prints once it
+    /// listens ("ws://127.0.0.1:<port>/"); its port, or nullopt after `timeout`.
+    std::optional<int> wait_listening_port(Millis timeout) {
+        static const std::string prefix = "ws://127.0.0.1:";
+        const auto deadline = SteadyClock::now() + timeout;
+        for (;;) {
+            const auto at = stdout_.find(prefix);
+            if (at != std::string::npos) {
+                const auto digits = at + prefix.size();
+                const auto end = stdout_.find('/', digits);
+                if (end != std::string::npos && end > digits &&
+                    stdout_.find_first_not_of("0123456789", digits) == end) {
+                    return std::stoi(stdout_.substr(digits, end - digits));
+                }
+            }
+            const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+            if (left.count() <= 0 || !read_some(left)) {
+                return std::nullopt;
+            }
+        }
+    }
+
+    /// Waits for the child to exit, reading its output meanwhile; its exit
+    /// code, or nullopt if it is still running (or died of a signal).
+    std::optional<int> wait_exit(Millis timeout) {
+        const auto deadline = SteadyClock::now() + timeout;
+        while (!status_) {
+            int st = 0;
+            const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+            if (r == pid_) {
+                status_ = st;
+                break;
+            }
+            const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+            if (left.count() <= 0) {
+                return std::nullopt;
+            }
+            // Drain the pipes so the child never blocks on a full one.
+            if (!read_some(std::min(left, Millis{20}))) {
+                ::poll(nullptr, 0, 5);
+            }
+        }
+        while (read_some(Millis{0})) {
+        }
+        if (!WIFEXITED(*status_)) {
+            return std::nullopt;
+        }
+        return WEXITSTATUS(*status_);
+    }
+
+    const std::string& out() const noexcept { return stdout_; }
+    const std::string& err() const noexcept { return stderr_; }
+
+private:
+    // Reads whatever is ready on either pipe within `timeout`; false if nothing.
+    bool read_some(Millis timeout) {
+        pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+        if (::poll(fds, 2, static_cast<int>(timeout.count())) <= 0) {
+            return false;
+        }
+        bool any = false;
+        char buf[4096];
+        std::string* sinks[2] = {&stdout_, &stderr_};
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].revents & (POLLIN | POLLHUP)) {
+                const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+                if (n > 0) {
+                    sinks[i]->append(buf, static_cast<std::size_t>(n));
+                    any = true;
+                }
+            }
+        }
+        return any;
+    }
+
+    pid_t pid_ = -1;
+    int out_ = -1;
+    int err_ = -1;
+    std::optional<int> status_;
+    std::string stdout_, stderr_;
+};
+
+int exit_code_of(const std::vector<std::string>& args, std::string* out = nullptr,
+                 std::string* err = nullptr) {
+    Child child(args);
+    const auto rc = child.wait_exit(Millis{10000});
+    if (out) {
+        *out = child.out();
+    }
+    if (err) {
+        *err = child.err();
+    }
+    return rc ? *rc : -1;
+}
+
+}  // namespace
+
+TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stderr", "[cli]") {
+    const std::vector<std::vector<std::string>> bad = {
+        {"--port", "abc"},           {"--port", "70000"},          {"--slow-consumer", "maybe"},
+        {"--max-connections", "0"},  {"--max-payload-bytes", "0"}, {"--threads", "0"},
+        {"--idle-timeout-ms", "-1"}, {"--no-such-flag"},           {"--port"},
+    };
+    for (const auto& args : bad) {
+        std::string joined;
+        for (const auto& a : args) {
+            joined += a + ' ';
+        }
+        INFO("chat_server " << joined);
+        std::string out, err;
+        CHECK(exit_code_of(args, &out, &err) == 2);
+        CHECK_FALSE(err.empty());
+        // Refused before anything started listening.
+        CHECK(out.find("listening") == std::string::npos);
+    }
+}
+
+TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
+    std::string out, err;
+    REQUIRE(exit_code_of({"--help"}, &out, &err) == 0);
+    for (const char* flag :
+         {"--port", "--bind", "--max-connections", "--idle-timeout-ms", "--ping-interval-ms",
+          "--max-payload-bytes", "--max-buffered-bytes", "--slow-consumer", "--sample-interval-ms",
+          "--snapshot-dir", "--growth-window", "--threads", "--redis", "--node-id", "--help"}) {
+        INFO(flag);
+        CHECK(out.find(flag) != std::string::npos);
+    }
+}
+
+TEST_CASE(
+    "chat_server on --port 0 prints its real port and exits 0 on SIGTERM after closing "
+    "clients with 1001",
+    "[cli]") {
+    Child child({"--port", "0", "--bind", "127.0.0.1"});
+    const auto listening = child.wait_listening_port(Millis{10000});
+    INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+    REQUIRE(listening);
+    const int port = *listening;
+    REQUIRE(port > 0);
+    REQUIRE(port < 65536);
+
+    ClientEndpoint clients;
+    auto c = clients.connect_open(static_cast<std::uint16_t>(port));
+    REQUIRE(c);
+    CHECK(c->round_trip());
+    auto stats = wsguard::test::get_stats(static_cast<std::uint16_t>(port));
+    CHECK(wsguard::test::stat_of(stats, "connections") == 1);
+
+    REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+    REQUIRE(c->wait_closed());
+    CHECK(c->remote_close_code() == 1001);
+    const auto rc = child.wait_exit(Millis{10000});
+    REQUIRE(rc);
+    CHECK(*rc == 0);
+    CHECK(child.out().find("stopped") != std::string::npos);
+}
+
+TEST_CASE("chat_server exits 0 on SIGINT with no client connected", "[cli]") {
+    Child child({"--port", "0", "--bind", "127.0.0.1", "--threads", "2"});
+    REQUIRE(child.wait_listening_port(Millis{10000}));
+    REQUIRE(::kill(child.pid(), SIGINT) == 0);
+    const auto rc = child.wait_exit(Millis{10000});
+    INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+    REQUIRE(rc);
+    CHECK(*rc == 0);
+}

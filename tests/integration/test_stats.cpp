@@ -1,0 +1,265 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// The HTTP side of the reference server over loopback: GET /stats matches what
+// the clients did and returns to zero after they leave; GET /metrics is
+// Prometheus text (checked by promtool when it is installed); GET / is the
+// dashboard; anything else is 404.
+#include "client_harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+using nlohmann::json;
+using wsguard::test::ClientEndpoint;
+using wsguard::test::http_get;
+using wsguard::test::ServerRunner;
+using wsguard::test::stat_of;
+using wsguard::test::stats_eventually;
+
+namespace {
+
+const char* const top_level_counts[] = {"connections",         "rooms",        "memberships",
+                                        "listeners",           "queued_bytes", "dropped_messages",
+                                        "rejected_connections"};
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+// Sample (name with its labels) -> value, checking on the way the text
+// exposition format 0.0.4 as wsguard writes it: every family opens with its
+// HELP then its TYPE line, each family appears once, and every sample belongs
+// to the family opened last.
+std::map<std::string, double> parse_metrics(const std::string& text) {
+    std::map<std::string, double> samples;
+    std::set<std::string> families;
+    std::string help_for, family;
+    for (const auto& line : lines_of(text)) {
+        INFO("line: " << line);
+        REQUIRE_FALSE(line.empty());
+        if (line.rfind("# HELP ", 0) == 0) {
+            help_for = line.substr(7, line.find(' ', 7) - 7);
+            CHECK(line.size() > 7 + help_for.size() + 1);  // a help text follows the name
+            CHECK(families.insert(help_for).second);
+            family.clear();
+            continue;
+        }
+        if (line.rfind("# TYPE ", 0) == 0) {
+            family = line.substr(7, line.find(' ', 7) - 7);
+            const std::string type = line.substr(8 + family.size());
+            CHECK((type == "gauge" || type == "counter"));
+            CHECK(family == help_for);
+            CHECK(family.rfind("wsguard_", 0) == 0);
+            continue;
+        }
+        REQUIRE(line[0] != '#');
+        const auto space = line.rfind(' ');
+        REQUIRE(space != std::string::npos);
+        const std::string key = line.substr(0, space);
+        const std::string name = key.substr(0, key.find('{'));
+        CHECK_FALSE(family.empty());
+        CHECK(name == family);
+        if (key != name) {
+            CHECK(key.back() == '}');
+        }
+        char* end = nullptr;
+        const std::string value = line.substr(space + 1);
+        const double v = std::strtod(value.c_str(), &end);
+        CHECK(end == value.c_str() + value.size());
+        CHECK(samples.count(key) == 0);
+        samples[key] = v;
+    }
+    return samples;
+}
+
+// The path of `tool` on PATH, or "".
+std::string find_on_path(const std::string& tool) {
+    const char* path = std::getenv("PATH");
+    std::istringstream dirs(path ? path : "");
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+        const std::string candidate = (dir.empty() ? "." : dir) + "/" + tool;
+        if (::access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("GET /stats counts connections, rooms and memberships, and returns to zero", "[stats]") {
+    ServerRunner<> server;
+    json s = wsguard::test::get_stats(server.port());
+    REQUIRE_FALSE(s.is_discarded());
+    for (const char* key : top_level_counts) {
+        INFO(key);
+        REQUIRE(s.contains(key));
+        CHECK(s.at(key).is_number_unsigned());
+    }
+    CHECK(stat_of(s, "connections") == 0);
+    CHECK(stat_of(s, "rooms") == 0);
+    CHECK(stat_of(s, "memberships") == 0);
+    CHECK(stat_of(s, "queued_bytes") == 0);
+    CHECK(s.contains("memory"));
+    const auto listeners_at_rest = stat_of(s, "listeners");
+    CHECK(listeners_at_rest >= 0);
+
+    // Five clients; rooms per client: {a,b} {a} {c} {} {a,b,c}.
+    const std::vector<std::vector<std::string>> plan = {
+        {"a", "b"}, {"a"}, {"c"}, {}, {"a", "b", "c"}};
+    ClientEndpoint clients;
+    std::vector<std::shared_ptr<wsguard::test::ClientConnection>> all;
+    for (const auto& rooms : plan) {
+        auto c = clients.connect_open(server.port());
+        REQUIRE(c);
+        for (const auto& r : rooms) {
+            c->send(json{{"type", "join"}, {"room", r}});
+        }
+        REQUIRE(c->round_trip());
+        all.push_back(c);
+    }
+    REQUIRE(stats_eventually(
+        server.port(),
+        [](const json& j) {
+            return stat_of(j, "connections") == 5 && stat_of(j, "queued_bytes") == 0;
+        },
+        s));
+    CHECK(stat_of(s, "rooms") == 3);
+    CHECK(stat_of(s, "memberships") == 7);
+    CHECK(stat_of(s, "dropped_messages") == 0);
+    CHECK(stat_of(s, "rejected_connections") == 0);
+    // Listeners are per server, not per connection: connections must not add any.
+    CHECK(stat_of(s, "listeners") == listeners_at_rest);
+
+    // Leaving one room and closing one client show up at once.
+    all[4]->send(json{{"type", "leave"}, {"room", "c"}});
+    REQUIRE(all[4]->round_trip());
+    s = wsguard::test::get_stats(server.port());
+    CHECK(stat_of(s, "memberships") == 6);
+    CHECK(stat_of(s, "rooms") == 3);  // c still has client 2
+    all[2]->close();
+    REQUIRE(all[2]->wait_closed());
+    REQUIRE(stats_eventually(
+        server.port(), [](const json& j) { return stat_of(j, "connections") == 4; }, s));
+    CHECK(stat_of(s, "rooms") == 2);  // c emptied and erased
+    CHECK(stat_of(s, "memberships") == 5);
+
+    // The rest leave: two close cleanly, two vanish.
+    all[0]->close();
+    all[1]->abort();
+    all[3]->close();
+    all[4]->abort();
+    for (auto& c : all) {
+        REQUIRE(c->wait_closed());
+    }
+    CHECK(stats_eventually(
+        server.port(),
+        [](const json& j) {
+            return stat_of(j, "connections") == 0 && stat_of(j, "rooms") == 0 &&
+                   stat_of(j, "memberships") == 0 && stat_of(j, "queued_bytes") == 0;
+        },
+        s));
+    CHECK(stat_of(s, "listeners") == listeners_at_rest);
+    CHECK(stat_of(s, "traffic", "opened") == 5);
+    CHECK(stat_of(s, "traffic", "closed") == 5);
+    CHECK(server.stop());
+}
+
+TEST_CASE("GET /metrics is Prometheus text with the wsguard_ prefix", "[stats]") {
+    ServerRunner<> server;
+    ClientEndpoint clients;
+    auto a = clients.connect_open(server.port());
+    auto b = clients.connect_open(server.port());
+    REQUIRE((a && b));
+    for (auto* c : {a.get(), b.get()}) {
+        c->send(json{{"type", "join"}, {"room", "m"}});
+        REQUIRE(c->round_trip());
+    }
+    a->send(std::string("not json"));  // one router error
+
+    REQUIRE(a->next_of_type("error"));
+    auto r = http_get(server.port(), "/metrics");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->header("Content-Type").rfind("text/plain", 0) == 0);
+    const auto samples = parse_metrics(r->body);
+    for (const char* name :
+         {"wsguard_connections", "wsguard_rooms", "wsguard_memberships", "wsguard_listeners",
+          "wsguard_queued_bytes", "wsguard_dropped_messages_total",
+          "wsguard_rejected_connections_total"}) {
+        INFO(name);
+        CHECK(samples.count(name) == 1);
+    }
+    CHECK(samples.at("wsguard_connections") == 2);
+    CHECK(samples.at("wsguard_rooms") == 1);
+    CHECK(samples.at("wsguard_memberships") == 2);
+    CHECK(samples.at("wsguard_dropped_messages_total") == 0);
+    CHECK(samples.at("wsguard_router_errors_total") == 1);
+    CHECK(samples.at("wsguard_listeners") >= 0);
+
+    const std::string promtool = find_on_path("promtool");
+    if (promtool.empty()) {
+        WARN("promtool is not on PATH: /metrics was checked by this test's own parser only");
+    } else {
+        const auto file = std::filesystem::temp_directory_path() /
+                          ("wsguard_metrics_" + std::to_string(::getpid()) + ".txt");
+        {
+            std::ofstream out(file, std::ios::binary);
+            out << r->body;
+        }
+        const std::string command = promtool + " check metrics < '" + file.string() + "'";
+        const int rc = std::system(command.c_str());
+        std::filesystem::remove(file);
+        CHECK(rc == 0);
+    }
+    CHECK(server.stop());
+}
+
+TEST_CASE("GET / is the dashboard, unknown paths are 404, other methods 405", "[stats]") {
+    ServerRunner<> server;
+    auto page = http_get(server.port(), "/");
+    REQUIRE(page);
+    CHECK(page->status == 200);
+    CHECK(page->header("Content-Type").rfind("text/html", 0) == 0);
+    CHECK(page->body.find("<html") != std::string::npos);
+    CHECK(page->body.find("/stats") != std::string::npos);
+
+    for (const char* path : {"/nope", "/stats/", "/statsx", "/metrics/extra", "/index.html"}) {
+        INFO(path);
+        auto r = http_get(server.port(), path);
+        REQUIRE(r);
+        CHECK(r->status == 404);
+    }
+    // A query string does not change the resource.
+    auto q = http_get(server.port(), "/stats?pretty=1");
+    REQUIRE(q);
+    CHECK(q->status == 200);
+    CHECK_FALSE(json::parse(q->body, nullptr, false).is_discarded());
+
+    auto post = wsguard::test::http_request(server.port(), "POST", "/stats");
+    REQUIRE(post);
+    CHECK(post->status == 405);
+
+    // HTTP requests are not WebSocket connections.
+    json s = wsguard::test::get_stats(server.port());
+    CHECK(stat_of(s, "connections") == 0);
+    CHECK(stat_of(s, "traffic", "opened") == 0);
+    CHECK(server.stop());
+}
