@@ -394,10 +394,15 @@ TEMPLATE_TEST_CASE("Emitter: no heap allocation per emit in steady state", "[sco
     auto owner = std::make_shared<int>(3);
     std::vector<ScopedListener> handles;
     const std::uint64_t before_subscribe = g_allocations.load();
+    // Every kind of listener: small (stored inline by Emitter), large and
+    // not trivially copyable (stored apart), and tracked.
     for (int i = 0; i < 8; ++i) {
         handles.push_back(
             emitter.subscribe([&sum](int n) { sum += static_cast<std::uint64_t>(n); }));
     }
+    const std::string label(40, 'L');
+    handles.push_back(emitter.subscribe(
+        [&sum, label](int n) { sum += static_cast<std::uint64_t>(n) * (label.size() / 40); }));
     handles.push_back(emitter.subscribe(
         std::weak_ptr<int>(owner),
         [&sum, raw = owner.get()](int n) { sum += static_cast<std::uint64_t>(n * *raw); }));
@@ -412,7 +417,7 @@ TEMPLATE_TEST_CASE("Emitter: no heap allocation per emit in steady state", "[sco
     }
     const std::uint64_t allocations = g_allocations.load() - before;
     REQUIRE(allocations == 0);
-    REQUIRE(sum == static_cast<std::uint64_t>(kEmits + 1) * (8 + 3));
+    REQUIRE(sum == static_cast<std::uint64_t>(kEmits + 1) * (8 + 1 + 3));
 }
 
 // ---------------------------------------------------------------------------
