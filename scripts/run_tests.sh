@@ -66,10 +66,9 @@ else
 fi
 
 # ThreadSanitizer on the code that runs on several threads: the lock-policy
-# components, the Redis bridge driven by two io threads, and two loopback suites
-# where the server's io thread and the test's client threads meet.
-tsan_targets=(test_scoped_listener test_connection_registry test_room_index test_room_bridge
-              test_chat_protocol test_stats)
+# components and the Redis bridge driven by two io threads. (The loopback
+# suites are not built here yet: gcc's TSan warns on asio's fences.)
+tsan_targets=(test_scoped_listener test_connection_registry test_room_index test_room_bridge)
 if configure_and_build build-tsan -DWSGUARD_SANITIZE=thread -DWSGUARD_BUILD_BENCHMARKS=OFF \
   "${require[@]}" -- --target "${tsan_targets[@]}"; then
   # Threaded tests of targets not built here show up as *_NOT_BUILT: not ours to run.
@@ -81,7 +80,7 @@ fi
 if [[ -x fuzz/run_fuzzers.sh ]]; then
   if CC=clang CXX=clang++ configure_and_build build-fuzz -DWSGUARD_BUILD_FUZZERS=ON \
     -DWSGUARD_SANITIZE=address,undefined -DWSGUARD_BUILD_TESTS=OFF \
-    -DWSGUARD_BUILD_BENCHMARKS=OFF; then
+    -DWSGUARD_BUILD_EXAMPLES=OFF -DWSGUARD_BUILD_BENCHMARKS=OFF; then
     echo "=== wsguard: fuzzing, ${fuzz_seconds} s per fuzzer"
     ./fuzz/run_fuzzers.sh build-fuzz "$fuzz_seconds" || failed+=("fuzzers")
   else
