@@ -79,6 +79,11 @@ struct GuardOptions {
     /// is terminated (no close handshake, the peer is gone). Zero: the ping
     /// interval, so a dead peer is gone within two intervals.
     std::chrono::milliseconds pong_timeout{0};
+    /// A peer that connects but does not finish the opening handshake (HTTP
+    /// request included) within this long is dropped: a slowloris holds a
+    /// socket and a connection object only this long. 5 s, websocketpp's
+    /// default. Zero disables (websocketpp's meaning), leaving stalls unbounded.
+    std::chrono::milliseconds open_handshake_timeout{5000};
     /// Per-connection bound on bytes queued in websocketpp's send queue. 1 MiB
     /// (Centrifugo's default): a few seconds of a busy room, not enough to
     /// matter at 10,000 connections unless many readers stall at once.
@@ -170,6 +175,29 @@ struct HasStopListening<
     T, std::void_t<decltype(std::declval<T&>().stop_listening(std::declval<std::error_code&>()))>>
     : std::true_type {};
 
+/// True unless `text` ends inside a UTF-8 sequence. websocketpp validates
+/// every byte of a text message as it arrives, but checks that the message
+/// ends on a whole code point only when it came in one frame (hybi13's
+/// finalize_message looks at the last frame's opcode, a continuation when
+/// fragmented), so only the tail is left to check: O(1).
+inline bool ends_on_code_point(std::string_view text) noexcept {
+    std::size_t continuation = 0;
+    for (auto it = text.rbegin(); it != text.rend() && continuation < 4; ++it) {
+        const auto b = static_cast<unsigned char>(*it);
+        if ((b & 0xC0) == 0x80) {
+            ++continuation;
+            continue;
+        }
+        const std::size_t length = b < 0x80             ? 1
+                                   : (b & 0xE0) == 0xC0 ? 2
+                                   : (b & 0xF0) == 0xE0 ? 3
+                                   : (b & 0xF8) == 0xF0 ? 4
+                                                        : 0;
+        return length == continuation + 1;
+    }
+    return continuation == 0;
+}
+
 /// Per-connection state owned by the registry: nothing but what the guard
 /// needs; the handle itself is the registry's (weak) Handle.
 struct GuardConnectionState {};
@@ -214,7 +242,8 @@ public:
     Event<std::string> on_room_emptied;
 
     /// Effect: installs the guard's handlers on `server` and applies
-    /// max_message_bytes to it. The server must outlive the guard.
+    /// max_message_bytes and open_handshake_timeout to it. The server must
+    /// outlive the guard.
     /// Fails: std::invalid_argument on a zero max_connections or max_message_bytes.
     /// Thread safety: call before the server runs.
     /// Exceptions: std::invalid_argument, std::bad_alloc.
@@ -226,6 +255,8 @@ public:
           msg_manager_(std::make_shared<typename Config::con_msg_manager_type>()),
           framer_(false, true, msg_manager_, rng_) {
         server_.set_max_message_size(options_.max_message_bytes);
+        server_.set_open_handshake_timeout(
+            static_cast<long>(options_.open_handshake_timeout.count()));
         server_.set_validate_handler([this](::websocketpp::connection_hdl) {
             // Refuse new handshakes once shutdown began (websocketpp answers 503 on false).
             return !shutting_down_;
@@ -548,8 +579,17 @@ private:
 
     void handle_message(::websocketpp::connection_hdl hdl, const message_ptr& msg) {
         const auto id = id_of(hdl);
+        if (!id) {
+            return;
+        }
+        // RFC 6455 8.1: invalid UTF-8 fails the connection with 1007.
+        if (msg->get_opcode() == ::websocketpp::frame::opcode::text &&
+            !detail::ends_on_code_point(msg->get_payload())) {
+            close_handle(hdl, ::websocketpp::close::status::invalid_payload, "Invalid UTF-8");
+            return;
+        }
         // A connection being closed (swept, refused) no longer delivers messages.
-        if (!id || !registry_.touch(*id)) {
+        if (!registry_.touch(*id)) {
             return;
         }
         messages_in_.fetch_add(1, std::memory_order_relaxed);
