@@ -504,10 +504,11 @@ bool run_until(asio::io_context& io, Socket& sock, const bool& done, Millis time
     return done;
 }
 
-/// Appends one masked client frame (FIN set) to `out` (RFC 6455 section 5.2).
+/// Appends one masked client frame to `out` (RFC 6455 section 5.2); `fin`
+/// false makes it a fragment of a message that continues.
 inline void append_client_frame(std::string& out, std::uint8_t opcode, const std::string& payload,
-                                std::uint32_t mask_seed) {
-    out.push_back(static_cast<char>(0x80 | opcode));
+                                std::uint32_t mask_seed, bool fin = true) {
+    out.push_back(static_cast<char>((fin ? 0x80 : 0x00) | opcode));
     const std::size_t n = payload.size();
     if (n < 126) {
         out.push_back(static_cast<char>(0x80 | n));
@@ -536,9 +537,52 @@ class RawWsClient {
 public:
     RawWsClient() : sock_(io_) {}
 
+    /// One frame as the server sent it (unmasked).
+    struct Frame {
+        std::uint8_t opcode = 0;
+        bool fin = false;
+        std::string payload;
+        /// The status code of a close frame; 1005 (none) if it has no payload.
+        std::uint16_t close_code() const {
+            if (payload.size() < 2) {
+                return 1005;
+            }
+            return static_cast<std::uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
+                                              static_cast<unsigned char>(payload[1]));
+        }
+    };
+
     /// Connects with SO_RCVBUF = `receive_buffer` (0: the system's) and does
     /// the opening handshake. True on "101 Switching Protocols".
     bool connect(std::uint16_t port, int receive_buffer = 0, Millis timeout = prompt_wait) {
+        if (!connect_tcp(port, receive_buffer, timeout)) {
+            return false;
+        }
+        const std::string request =
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        if (!write(request, timeout)) {
+            return false;
+        }
+        bool done = false;
+        std::error_code result;
+        asio::async_read_until(sock_, asio::dynamic_buffer(inbox_), "\r\n\r\n",
+                               [&](const std::error_code& e, std::size_t) {
+                                   result = e;
+                                   done = true;
+                               });
+        if (!run_until(io_, sock_, done, timeout) || result) {
+            return false;
+        }
+        const bool upgraded = inbox_.rfind("HTTP/1.1 101", 0) == 0;
+        // What follows the response head is frames, for read_frame().
+        inbox_.erase(0, inbox_.find("\r\n\r\n") + 4);
+        return upgraded;
+    }
+
+    /// Only the TCP connection, no handshake: for tests that write raw bytes.
+    bool connect_tcp(std::uint16_t port, int receive_buffer = 0, Millis timeout = prompt_wait) {
         std::error_code ec;
         sock_.open(asio::ip::tcp::v4(), ec);
         if (ec) {
@@ -555,33 +599,62 @@ public:
                                 result = e;
                                 done = true;
                             });
-        if (!run_until(io_, sock_, done, timeout) || result) {
-            return false;
-        }
-        const std::string request =
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        if (!write(request, timeout)) {
-            return false;
-        }
-        done = false;
-        asio::async_read_until(sock_, asio::dynamic_buffer(inbox_), "\r\n\r\n",
-                               [&](const std::error_code& e, std::size_t) {
-                                   result = e;
-                                   done = true;
-                               });
-        if (!run_until(io_, sock_, done, timeout) || result) {
-            return false;
-        }
-        return inbox_.rfind("HTTP/1.1 101", 0) == 0;
+        return run_until(io_, sock_, done, timeout) && !result;
     }
 
     /// Sends one text frame; true if written within `timeout`.
     bool send_text(const std::string& text, Millis timeout = prompt_wait) {
+        return send_frame(0x1, text, true, timeout);
+    }
+
+    /// Sends one frame of any opcode, a fragment if `fin` is false.
+    bool send_frame(std::uint8_t opcode, const std::string& payload, bool fin = true,
+                    Millis timeout = prompt_wait) {
         std::string frame;
-        append_client_frame(frame, 0x1, text, next_mask());
+        append_client_frame(frame, opcode, payload, next_mask(), fin);
         return write(frame, timeout);
+    }
+
+    /// Sends `bytes` as they are (frames built with append_client_frame, or
+    /// anything else); true if all were written within `timeout`.
+    bool send_bytes(const std::string& bytes, Millis timeout = prompt_wait) {
+        return write(bytes, timeout);
+    }
+
+    /// The next frame from the server; nullopt on timeout or once the
+    /// connection ended.
+    std::optional<Frame> read_frame(Millis timeout = prompt_wait) {
+        const auto deadline = SteadyClock::now() + timeout;
+        for (;;) {
+            if (auto f = parse_frame()) {
+                return f;
+            }
+            const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+            if (left.count() <= 0 || !read_more(left)) {
+                return std::nullopt;
+            }
+        }
+    }
+
+    /// Everything that arrives until the server ends the connection (EOF or
+    /// reset), after what was read already; nullopt if it is still open after
+    /// `timeout`.
+    std::optional<std::string> read_to_end(Millis timeout = prompt_wait) {
+        const auto deadline = SteadyClock::now() + timeout;
+        for (;;) {
+            const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+            if (left.count() <= 0) {
+                return std::nullopt;
+            }
+            if (!read_more(left)) {
+                if (!ended_) {
+                    return std::nullopt;
+                }
+                std::string all = std::move(inbox_);
+                inbox_.clear();
+                return all;
+            }
+        }
     }
 
     /// Closes the socket (a reset if unread data is pending).
@@ -605,9 +678,67 @@ private:
 
     std::uint32_t next_mask() { return static_cast<std::uint32_t>(rng_()); }
 
+    // Appends what arrives within `timeout` to inbox_; false on timeout or
+    // once the connection ended (ended_ tells which).
+    bool read_more(Millis timeout) {
+        if (ended_) {
+            return false;
+        }
+        char chunk[4096];
+        bool done = false;
+        std::error_code result;
+        std::size_t n = 0;
+        sock_.async_read_some(asio::buffer(chunk), [&](const std::error_code& e, std::size_t k) {
+            result = e;
+            n = k;
+            done = true;
+        });
+        // A timeout cancels the read, which then completes with operation_aborted.
+        if (!run_until(io_, sock_, done, timeout) || result == asio::error::operation_aborted) {
+            return false;
+        }
+        inbox_.append(chunk, n);
+        if (result) {
+            ended_ = true;  // EOF or reset: either way the server ended it
+            return n > 0;
+        }
+        return true;
+    }
+
+    // Takes one whole server frame off the front of inbox_, if there is one.
+    std::optional<Frame> parse_frame() {
+        const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(inbox_[i]); };
+        if (inbox_.size() < 2) {
+            return std::nullopt;
+        }
+        std::size_t at = 2;
+        std::uint64_t n = byte(1) & 0x7F;
+        const std::size_t extra = n == 126 ? 2 : n == 127 ? 8 : 0;
+        if (inbox_.size() < at + extra) {
+            return std::nullopt;
+        }
+        if (extra > 0) {
+            n = 0;
+            for (std::size_t i = 0; i < extra; ++i) {
+                n = (n << 8) | byte(at + i);
+            }
+            at += extra;
+        }
+        if (inbox_.size() - at < n) {
+            return std::nullopt;
+        }
+        Frame f;
+        f.fin = (byte(0) & 0x80) != 0;
+        f.opcode = byte(0) & 0x0F;
+        f.payload = inbox_.substr(at, static_cast<std::size_t>(n));
+        inbox_.erase(0, at + static_cast<std::size_t>(n));
+        return f;
+    }
+
     asio::io_context io_;
     asio::ip::tcp::socket sock_;
     std::string inbox_;
+    bool ended_ = false;
     std::minstd_rand rng_{12345};
 };
 
