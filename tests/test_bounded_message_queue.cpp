@@ -891,6 +891,139 @@ TEST_CASE("random operations match a std::deque model (wrap-around, both policie
     CHECK(configs == 28);
 }
 
+// Fixed-size items (the default SizeOf on a type without size()): the queue keeps no
+// byte count per item, so bytes, the byte bound and its high water follow from the
+// count. The same model checks it, every item weighing sizeof(T).
+TEST_CASE("fixed-size items: bytes and the byte bound follow the count (model)",
+          "[bounded_message_queue]") {
+    struct Fixed {
+        int id;
+        std::uint32_t pad;
+    };
+    static_assert(sizeof(Fixed) == 8);
+    std::mt19937 rng(99);
+    for (auto policy : {OverflowPolicy::drop_oldest, OverflowPolicy::reject_newest}) {
+        for (auto max_age : {std::chrono::steady_clock::duration::zero(),
+                             std::chrono::steady_clock::duration(20ms)}) {
+            // The byte bound binds below, at, and above max_count (and 4: no room at all).
+            for (std::size_t max_bytes : {4u, 8u, 24u, 40u, 64u, 800u}) {
+                const std::size_t max_count = 6;
+                CAPTURE(wsguard::to_string(policy), max_age.count(), max_bytes);
+                ManualClock clock;
+                const auto o = make_options(max_count, max_bytes, policy, max_age);
+                BoundedMessageQueue<Fixed, wsguard::DefaultSizeOf, ManualClock> q(o, {}, clock);
+                ModelQueue m{o, {}, 0, {}};
+                for (int op = 0; op < 3000; ++op) {
+                    const unsigned pick = rng() % 100;
+                    if (pick < 55) {
+                        const Fixed item{op, 0};
+                        const PushResult got =
+                            op % 2 == 0 ? q.try_push(item) : q.try_push(Fixed{op, 0});
+                        REQUIRE(got == m.push(op, sizeof(Fixed), clock.now()));
+                    } else if (pick < 90) {
+                        Fixed out{-1, 0};
+                        const auto want = m.pop(clock.now());
+                        REQUIRE(q.try_pop(out) == want.has_value());
+                        REQUIRE(out.id == (want ? *want : -1));
+                    } else if (pick < 98) {
+                        clock.advance(std::chrono::milliseconds(rng() % 8));
+                    } else {
+                        q.clear();
+                        m.clear();
+                    }
+                    REQUIRE(q.size() == m.items.size());
+                    REQUIRE(q.bytes() == m.bytes);
+                    const auto s = q.stats();
+                    REQUIRE(s.pushed == m.s.pushed);
+                    REQUIRE(s.popped == m.s.popped);
+                    REQUIRE(s.dropped_oldest == m.s.dropped_oldest);
+                    REQUIRE(s.rejected_full == m.s.rejected_full);
+                    REQUIRE(s.rejected_too_large == m.s.rejected_too_large);
+                    REQUIRE(s.dropped_expired == m.s.dropped_expired);
+                    REQUIRE(s.high_water_count == m.s.high_water_count);
+                    REQUIRE(s.high_water_bytes == m.s.high_water_bytes);
+                    // The ring never grows past what both bounds allow at once.
+                    REQUIRE(s.capacity <= std::min(max_count, max_bytes / sizeof(Fixed)));
+                    REQUIRE(balanced(s));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("try_push(const T&) stores a copy; try_push(T&&) moves only what it stores",
+          "[bounded_message_queue]") {
+    BoundedMessageQueue<std::string> q(make_options(2, 100, OverflowPolicy::reject_newest));
+    const std::string a(40, 'a');
+    CHECK(q.try_push(a) == PushResult::pushed);
+    CHECK(a == std::string(40, 'a'));  // the argument is untouched
+    std::string b(40, 'b');
+    CHECK(q.try_push(std::move(b)) == PushResult::pushed);
+    // Refused (full, then too large): the caller keeps its value.
+    std::string c(10, 'c');
+    CHECK(q.try_push(std::move(c)) == PushResult::rejected_full);
+    CHECK(c == std::string(10, 'c'));  // NOLINT(bugprone-use-after-move)
+    q.try_pop();
+    std::string big(200, 'x');
+    CHECK(q.try_push(std::move(big)) == PushResult::rejected_too_large);
+    CHECK(big.size() == 200);                      // NOLINT(bugprone-use-after-move)
+    CHECK(q.try_push("d") == PushResult::pushed);  // converts, then moves
+    CHECK(drain(q) == std::vector<std::string>{std::string(40, 'b'), "d"});
+    CHECK(balanced(q.stats()));
+}
+
+namespace {
+// Copying may throw (every third copy); moving never does.
+struct ThrowingCopy {
+    static inline int copies = 0;
+    int id = 0;
+    explicit ThrowingCopy(int v) noexcept : id(v) {}
+    ThrowingCopy(const ThrowingCopy& o) : id(o.id) {
+        if (++copies % 3 == 0) {
+            throw std::runtime_error("copy");
+        }
+    }
+    ThrowingCopy(ThrowingCopy&&) noexcept = default;
+    ThrowingCopy& operator=(const ThrowingCopy&) = default;
+    ThrowingCopy& operator=(ThrowingCopy&&) noexcept = default;
+};
+}  // namespace
+
+TEST_CASE("a throwing copy in try_push(const T&) changes nothing, also at overflow",
+          "[bounded_message_queue]") {
+    for (auto policy : {OverflowPolicy::drop_oldest, OverflowPolicy::reject_newest}) {
+        CAPTURE(wsguard::to_string(policy));
+        BoundedMessageQueue<ThrowingCopy> q(make_options(3, 1 << 20, policy));
+        ThrowingCopy::copies = 0;
+        int thrown = 0;
+        std::deque<int> want;
+        for (int i = 0; i < 60; ++i) {
+            const ThrowingCopy item(i);
+            const auto before = q.stats();
+            try {
+                const PushResult r = q.try_push(item);
+                if (r == PushResult::rejected_full) {
+                    continue;
+                }
+                if (want.size() == 3) {
+                    want.pop_front();
+                }
+                want.push_back(i);
+            } catch (const std::runtime_error&) {
+                ++thrown;
+                const auto after = q.stats();
+                REQUIRE(after.size == before.size);  // nothing dropped, nothing stored
+                REQUIRE(after.pushed == before.pushed);
+                REQUIRE(after.dropped_oldest == before.dropped_oldest);
+            }
+            REQUIRE(q.size() == want.size());
+            REQUIRE(q.front()->id == want.front());
+        }
+        CHECK(thrown > 0);
+        CHECK(balanced(q.stats()));
+    }
+}
+
 // ----------------------------------------------------------------------------------
 // Zero allocations in steady state.
 

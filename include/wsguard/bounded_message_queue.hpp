@@ -21,6 +21,14 @@
 #include <type_traits>
 #include <utility>
 
+// Keeps the rare paths (expiry, growth, overflow) out of line, so push and pop
+// stay small enough to inline into the caller.
+#if defined(__GNUC__) || defined(__clang__)
+#define WSGUARD_DETAIL_QUEUE_NOINLINE __attribute__((noinline))
+#else
+#define WSGUARD_DETAIL_QUEUE_NOINLINE
+#endif
+
 namespace wsguard {
 
 /// What try_push() does when storing an item would break a bound (spdlog's
@@ -136,14 +144,26 @@ struct DefaultSizeOf {
 
 namespace detail {
 
-/// One ring slot: the item plus what the queue must remember about it. The byte
-/// count is kept so that accounting stays exact even if the owner edits the item
-/// through front().
-template <class T, class TimePoint>
+/// True when every item weighs the same: the default size function on a T
+/// without size(), i.e. sizeof(T). The queue then keeps no byte count per item
+/// (bytes are size * sizeof(T)) and the byte bound folds into the count bound.
+template <class T, class SizeOf>
+inline constexpr bool kFixedItemSize =
+    std::is_same_v<SizeOf, DefaultSizeOf> && !HasSize<T>::value && !HasPointeeSize<T>::value;
+
+/// One ring slot: the item plus its byte count as measured at push, kept so that
+/// accounting stays exact even if the owner edits the item through front().
+/// Push times live in a separate array that exists only when max_age is set.
+template <class T, bool FixedSize>
 struct QueueSlot {
     T value;
-    TimePoint pushed_at;
     std::size_t bytes;
+};
+
+/// Every item weighs sizeof(T): nothing to remember besides the item.
+template <class T>
+struct QueueSlot<T, true> {
+    T value;
 };
 
 }  // namespace detail
@@ -227,57 +247,34 @@ public:
     ~BoundedMessageQueue() { release(); }
 
     /// Effect: first drops the items that reached max_age (counted in dropped_expired);
-    /// then stores value at the back, stamped with the clock's now() for max_age, unless
-    /// a bound is in the way: an item larger than max_bytes is refused
+    /// then stores value at the back (moved from), stamped with the clock's now() for
+    /// max_age, unless a bound is in the way: an item larger than max_bytes is refused
     /// (rejected_too_large); otherwise, if count or bytes would exceed their bound,
     /// drop_oldest drops as many oldest items as needed to fit (pushed_dropped_oldest,
     /// each counted in dropped_oldest) and reject_newest refuses it (rejected_full).
+    /// A refused value is left as it was (not moved from).
     /// Fails: by returning a value other than pushed/pushed_dropped_oldest; never blocks.
     /// Thread safety: Unsafe (one owner). Exceptions: strong: if SizeOf, the clock or
-    /// the growth allocation throws, nothing has changed (value is destroyed with the
-    /// argument); nothing after those can throw.
-    PushResult try_push(T value) {
-        const std::size_t item_bytes = size_of_(static_cast<const T&>(value));
-        // Stamp only when ages matter: steady_clock::now() is not free.
-        const time_point now = expiring() ? clock_.now() : time_point{};
-        const bool front_expired = expiring() && ring_.size != 0 && is_expired(at(0), now);
-        // Grow (the only allocation) before changing anything, and only if no slot is
-        // about to be freed by expiry or by an overflow drop / rejection.
-        // At capacity == max_count the count bound below drops or rejects instead.
-        if (ring_.size == ring_.capacity && ring_.capacity < options_.max_count && !front_expired &&
-            item_bytes <= options_.max_bytes - ring_.bytes) {
-            grow();
-        }
-        // From here on nothing throws.
-        expire_at(now);
-        // After expiry, as the contract says: both refusals leave the queue equally
-        // up to date. Too large an item never grows the ring (checked above).
-        if (item_bytes > options_.max_bytes) {
-            ++counters_.rejected_too_large;
-            return PushResult::rejected_too_large;
-        }
-        bool dropped = false;
-        if (ring_.size == options_.max_count || item_bytes > options_.max_bytes - ring_.bytes) {
-            if (options_.policy == OverflowPolicy::reject_newest) {
-                ++counters_.rejected_full;
-                return PushResult::rejected_full;
+    /// the growth allocation throws, nothing has changed; nothing after those can throw.
+    PushResult try_push(T&& value) { return push(std::move(value)); }
+
+    /// Effect: as try_push(T&&), storing a copy of value.
+    /// Fails: as try_push(T&&). Thread safety: Unsafe (one owner).
+    /// Exceptions: strong: as try_push(T&&), and if copying T throws, nothing has changed.
+    PushResult try_push(const T& value) {
+        if constexpr (std::is_nothrow_copy_constructible_v<T>) {
+            return push(value);
+        } else {
+            // Copy before anything changes: a throwing copy after an overflow drop
+            // would lose the dropped items. The fast path constructs in place, first.
+            const std::size_t item_bytes = item_size(value);
+            if (fits_without_work(item_bytes)) {
+                store_back(value, item_bytes);
+                return PushResult::pushed;
             }
-            // Terminates: item_bytes <= max_bytes, so an empty queue always fits it.
-            while (ring_.size == options_.max_count ||
-                   item_bytes > options_.max_bytes - ring_.bytes) {
-                destroy_front();
-                ++counters_.dropped_oldest;
-                dropped = true;
-            }
+            T copy(value);
+            return push_slow(std::move(copy), item_bytes);
         }
-        Slot* slot = ring_.slots + index_of(ring_.size);
-        ::new (static_cast<void*>(slot)) Slot{std::move(value), now, item_bytes};
-        ++ring_.size;
-        ring_.bytes += item_bytes;
-        ++counters_.pushed;
-        counters_.high_water_count = std::max(counters_.high_water_count, ring_.size);
-        counters_.high_water_bytes = std::max(counters_.high_water_bytes, ring_.bytes);
-        return dropped ? PushResult::pushed_dropped_oldest : PushResult::pushed;
     }
 
     /// Effect: drops the expired items at the front (counted in dropped_expired), then
@@ -285,13 +282,14 @@ public:
     /// Fails: std::nullopt when no unexpired item is left. Thread safety: Unsafe (one
     /// owner). Exceptions: strong: only the clock can throw, before anything changes.
     std::optional<T> try_pop() {
-        expire();
-        if (ring_.size == 0) {
+        if (expiring()) {
+            expire_now();
+        }
+        if (empty()) {
             return std::nullopt;
         }
-        std::optional<T> out(std::move(at(0).value));
+        std::optional<T> out(std::move(ring_.head->value));
         destroy_front();
-        ++counters_.popped;
         return out;
     }
 
@@ -300,13 +298,14 @@ public:
     /// Thread safety: Unsafe (one owner). Exceptions: if T's move assignment throws, the
     /// item stays in the queue (expired items already dropped stay dropped and counted).
     bool try_pop(T& out) {
-        expire();
-        if (ring_.size == 0) {
+        if (expiring()) {
+            expire_now();
+        }
+        if (empty()) {
             return false;
         }
-        out = std::move(at(0).value);
+        out = std::move(ring_.head->value);
         destroy_front();
-        ++counters_.popped;
         return true;
     }
 
@@ -314,9 +313,9 @@ public:
     /// first to be sure it is not); its recorded byte count does not change if it is
     /// edited through the pointer. Valid until the next non-const call.
     /// Fails: nullptr when empty. Thread safety: Unsafe (one owner). Exceptions: nothrow.
-    T* front() noexcept { return ring_.size == 0 ? nullptr : &at(0).value; }
+    T* front() noexcept { return empty() ? nullptr : &ring_.head->value; }
     /// Effect, Fails, Thread safety, Exceptions: as the non-const front().
-    const T* front() const noexcept { return ring_.size == 0 ? nullptr : &at(0).value; }
+    const T* front() const noexcept { return empty() ? nullptr : &ring_.head->value; }
 
     /// Effect: drops every item whose age (now - push time) has reached max_age, oldest
     /// first; counted in dropped_expired. O(dropped): items are in push order, so the
@@ -327,7 +326,7 @@ public:
         if (!expiring()) {
             return 0;
         }
-        return expire_at(clock_.now());
+        return expire_now();
     }
 
     /// Effect: destroys every item. They are not "dropped" (no bound was hit, the owner
@@ -335,11 +334,11 @@ public:
     /// so the balance stays exact. The ring is kept for reuse (see shrink_to_fit()).
     /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
     void clear() noexcept {
-        counters_.cleared += ring_.size;
-        while (ring_.size != 0) {
+        counters_.cleared += size();
+        while (!empty()) {
             destroy_front();
         }
-        ring_.head = 0;
+        ring_.head = ring_.tail = ring_.slots;
     }
 
     /// Effect: reallocates the ring to exactly size() slots (frees it when empty), e.g.
@@ -347,24 +346,32 @@ public:
     /// Fails: never. Thread safety: Unsafe (one owner). Exceptions: strong (only the
     /// allocation can throw, before anything changes).
     void shrink_to_fit() {
-        if (ring_.size == ring_.capacity) {
+        if (size() == ring_.capacity) {
             return;
         }
-        if (ring_.size == 0) {
+        if (empty()) {
             deallocate();
             return;
         }
-        relocate(ring_.size);
+        relocate(size());
     }
 
     /// Effect: the number of stored items (expired ones included until dropped).
     /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
-    std::size_t size() const noexcept { return ring_.size; }
+    std::size_t size() const noexcept {
+        return static_cast<std::size_t>(ring_.stored - ring_.removed);
+    }
     /// Effect: the sum of the stored items' sizes as measured by SizeOf at push.
     /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
-    std::size_t bytes() const noexcept { return ring_.bytes; }
+    std::size_t bytes() const noexcept {
+        if constexpr (kFixedSize) {
+            return size() * sizeof(T);
+        } else {
+            return ring_.bytes_in - ring_.bytes_out;  // modulo 2^N: exact
+        }
+    }
     /// Effect: size() == 0. Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
-    bool empty() const noexcept { return ring_.size == 0; }
+    bool empty() const noexcept { return ring_.stored == ring_.removed; }
     /// Effect: the number of slots allocated now (0 before the first push, <= max_count).
     /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
     std::size_t capacity() const noexcept { return ring_.capacity; }
@@ -376,14 +383,19 @@ public:
     /// Never fails. Thread safety: Unsafe (one owner). Exceptions: nothrow.
     QueueStats stats() const noexcept {
         QueueStats s{};
-        s.size = ring_.size;
-        s.bytes = ring_.bytes;
+        s.size = size();
+        s.bytes = bytes();
         s.max_count = options_.max_count;
         s.max_bytes = options_.max_bytes;
         s.high_water_count = counters_.high_water_count;
-        s.high_water_bytes = counters_.high_water_bytes;
-        s.pushed = counters_.pushed;
-        s.popped = counters_.popped;
+        if constexpr (kFixedSize) {
+            s.high_water_bytes = counters_.high_water_count * sizeof(T);
+        } else {
+            s.high_water_bytes = counters_.high_water_bytes;
+        }
+        s.pushed = ring_.stored;
+        s.popped = ring_.removed - counters_.dropped_oldest - counters_.dropped_expired -
+                   counters_.cleared;
         s.dropped_oldest = counters_.dropped_oldest;
         s.rejected_full = counters_.rejected_full;
         s.rejected_too_large = counters_.rejected_too_large;
@@ -394,27 +406,43 @@ public:
     }
 
 private:
-    using Slot = detail::QueueSlot<T, time_point>;
+    static constexpr bool kFixedSize = detail::kFixedItemSize<T, SizeOf>;
+    using Slot = detail::QueueSlot<T, kFixedSize>;
     using Allocator = std::allocator<Slot>;
     using AllocTraits = std::allocator_traits<Allocator>;
+    using StampAllocator = std::allocator<time_point>;
+    using StampTraits = std::allocator_traits<StampAllocator>;
 
     // First allocation: small, because most per-connection queues hold a message or
     // two; doubling reaches any working size in a few steps.
     static constexpr std::size_t initial_capacity = 4;
 
+    // Push changes only tail, stored and bytes_in; pop changes only head, removed and
+    // bytes_out. No field is written by both, so a push followed by a pop is not one
+    // chain of read-modify-writes on the same memory (size and bytes are differences).
     struct Ring {
-        Slot* slots = nullptr;  // raw storage for `capacity` slots; [head, head+size) live
+        Slot* slots = nullptr;         // raw storage for `capacity` slots
+        Slot* end = nullptr;           // slots + capacity
+        Slot* head = nullptr;          // the oldest item, when not empty
+        Slot* tail = nullptr;          // where the next item goes
+        time_point* stamps = nullptr;  // push time of slots[i] at stamps[i]; max_age only
         std::size_t capacity = 0;
-        std::size_t head = 0;
-        std::size_t size = 0;
-        std::size_t bytes = 0;
+        std::uint64_t stored = 0;   // items ever stored (stats().pushed)
+        std::uint64_t removed = 0;  // items ever removed: popped, dropped or cleared
+        std::size_t bytes_in = 0;   // bytes ever stored (variable-size items only)
+        std::size_t bytes_out = 0;  // bytes ever removed (variable-size items only)
+        // The fast path of a push: while size() < fast_count and the item fits in
+        // fast_bytes - bytes(), storing it needs no growth, expiry, overflow or
+        // high-water update (both are at most the high water marks). Recomputed by
+        // every other path (refresh_fast_path()); 0 while max_age is set.
+        std::size_t fast_count = 0;
+        std::size_t fast_bytes = 0;
     };
 
+    // `popped` is not kept: it is removed minus the other ways out.
     struct Counters {
         std::size_t high_water_count = 0;
-        std::size_t high_water_bytes = 0;
-        std::uint64_t pushed = 0;
-        std::uint64_t popped = 0;
+        std::size_t high_water_bytes = 0;  // variable-size items only
         std::uint64_t dropped_oldest = 0;
         std::uint64_t rejected_full = 0;
         std::uint64_t rejected_too_large = 0;
@@ -424,25 +452,129 @@ private:
 
     bool expiring() const noexcept { return options_.max_age != options_.max_age.zero(); }
 
-    bool is_expired(const Slot& slot, time_point now) const noexcept {
-        return now - slot.pushed_at >= options_.max_age;
+    std::size_t item_size(const T& value) const {
+        if constexpr (kFixedSize) {
+            return sizeof(T);
+        } else {
+            return size_of_(value);
+        }
     }
 
-    // Physical index of the i-th oldest item; avoids %, capacity need not be a power of 2.
-    std::size_t index_of(std::size_t i) const noexcept {
-        const std::size_t j = ring_.head + i;
-        return j >= ring_.capacity ? j - ring_.capacity : j;
+    // The most items the bounds allow at once. With fixed-size items the byte bound
+    // is a count bound, so the ring never grows past what bytes allow.
+    std::size_t count_limit() const noexcept {
+        if constexpr (kFixedSize) {
+            return std::min(options_.max_count, options_.max_bytes / sizeof(T));
+        } else {
+            return options_.max_count;
+        }
     }
 
-    Slot& at(std::size_t i) noexcept { return ring_.slots[index_of(i)]; }
-    const Slot& at(std::size_t i) const noexcept { return ring_.slots[index_of(i)]; }
+    // The common case, checked in one go: nothing can expire, a free slot is already
+    // allocated (capacity <= count_limit() <= max_count), the item fits the byte
+    // bound, and neither high water mark moves. Storing needs no other step.
+    bool fits_without_work(std::size_t item_bytes) const noexcept {
+        if constexpr (kFixedSize) {
+            return size() < ring_.fast_count;  // the byte bound is in count_limit()
+        } else {
+            return size() < ring_.fast_count && item_bytes <= ring_.fast_bytes - bytes();
+        }
+    }
+
+    // Called wherever capacity, a high water mark or the options may have changed.
+    void refresh_fast_path() noexcept {
+        ring_.fast_count = expiring() ? 0 : std::min(ring_.capacity, counters_.high_water_count);
+        ring_.fast_bytes = std::min(options_.max_bytes, counters_.high_water_bytes);
+    }
+
+    template <class U>
+    PushResult push(U&& value) {
+        const std::size_t item_bytes = item_size(value);
+        if (fits_without_work(item_bytes)) {
+            store_back(std::forward<U>(value), item_bytes);
+            return PushResult::pushed;
+        }
+        return push_slow(std::forward<U>(value), item_bytes);
+    }
+
+    // Every other case: expiry, growth, a bound in the way. U's construction of T
+    // must not throw here (an rvalue T, or a nothrow copy).
+    template <class U>
+    WSGUARD_DETAIL_QUEUE_NOINLINE PushResult push_slow(U&& value, std::size_t item_bytes) {
+        // Stamp only when ages matter: steady_clock::now() is not free.
+        const time_point now = expiring() ? clock_.now() : time_point{};
+        const bool front_expired = expiring() && !empty() && is_expired(ring_.head, now);
+        // Grow (the only allocation) before changing anything, and only if no slot is
+        // about to be freed by expiry or by an overflow drop / rejection.
+        // At capacity == count_limit() the count bound below drops or rejects instead.
+        if (size() == ring_.capacity && ring_.capacity < count_limit() && !front_expired &&
+            item_bytes <= options_.max_bytes - bytes()) {
+            grow();
+        }
+        // From here on nothing throws.
+        expire_at(now);
+        // After expiry, as the contract says: both refusals leave the queue equally
+        // up to date. Too large an item never grows the ring (checked above).
+        if (item_bytes > options_.max_bytes) {
+            ++counters_.rejected_too_large;
+            return PushResult::rejected_too_large;
+        }
+        bool dropped = false;
+        if (size() == options_.max_count || item_bytes > options_.max_bytes - bytes()) {
+            if (options_.policy == OverflowPolicy::reject_newest) {
+                ++counters_.rejected_full;
+                return PushResult::rejected_full;
+            }
+            // Terminates: item_bytes <= max_bytes, so an empty queue always fits it.
+            while (size() == options_.max_count || item_bytes > options_.max_bytes - bytes()) {
+                destroy_front();
+                ++counters_.dropped_oldest;
+                dropped = true;
+            }
+        }
+        if (ring_.stamps != nullptr) {
+            ring_.stamps[ring_.tail - ring_.slots] = now;
+        }
+        store_back(std::forward<U>(value), item_bytes);
+        const std::size_t n = size();
+        if (n > counters_.high_water_count) {
+            counters_.high_water_count = n;
+        }
+        if constexpr (!kFixedSize) {
+            counters_.high_water_bytes = std::max(counters_.high_water_bytes, bytes());
+        }
+        refresh_fast_path();
+        return dropped ? PushResult::pushed_dropped_oldest : PushResult::pushed;
+    }
+
+    // Constructs the item in the free slot at tail (the only step that may throw, a
+    // copy in try_push(const T&)'s fast path), then counts it. The caller updates
+    // the high water marks when they may move.
+    template <class U>
+    void store_back(U&& value, std::size_t item_bytes) {
+        Slot* const slot = ring_.tail;
+        if constexpr (kFixedSize) {
+            ::new (static_cast<void*>(slot)) Slot{std::forward<U>(value)};
+        } else {
+            ::new (static_cast<void*>(slot)) Slot{std::forward<U>(value), item_bytes};
+            ring_.bytes_in += item_bytes;
+        }
+        ring_.tail = slot + 1 == ring_.end ? ring_.slots : slot + 1;
+        ++ring_.stored;
+    }
+
+    WSGUARD_DETAIL_QUEUE_NOINLINE std::size_t expire_now() { return expire_at(clock_.now()); }
+
+    bool is_expired(const Slot* slot, time_point now) const noexcept {
+        return now - ring_.stamps[slot - ring_.slots] >= options_.max_age;
+    }
 
     std::size_t expire_at(time_point now) noexcept {
         if (!expiring()) {
             return 0;
         }
         std::size_t n = 0;
-        while (ring_.size != 0 && is_expired(at(0), now)) {
+        while (!empty() && is_expired(ring_.head, now)) {
             destroy_front();
             ++n;
         }
@@ -451,15 +583,17 @@ private:
     }
 
     void destroy_front() noexcept {
-        Slot& slot = at(0);
-        ring_.bytes -= slot.bytes;
-        slot.~Slot();
-        ring_.head = index_of(1);
-        --ring_.size;
+        Slot* const slot = ring_.head;
+        if constexpr (!kFixedSize) {
+            ring_.bytes_out += slot->bytes;
+        }
+        slot->~Slot();
+        ring_.head = slot + 1 == ring_.end ? ring_.slots : slot + 1;
+        ++ring_.removed;
     }
 
     void grow() {
-        const std::size_t max = options_.max_count;
+        const std::size_t max = count_limit();
         std::size_t next = initial_capacity;
         if (ring_.capacity != 0) {
             next = ring_.capacity > max / 2 ? max : ring_.capacity * 2;  // no overflow
@@ -467,35 +601,59 @@ private:
         relocate(std::min(next, max));
     }
 
-    // Moves the live items, oldest first, into a fresh ring of new_capacity slots.
+    // Moves the live items, oldest first, into a fresh ring of new_capacity slots
+    // (new_capacity >= size() > 0 or new_capacity > 0).
     void relocate(std::size_t new_capacity) {
         Allocator alloc;
-        Slot* fresh = AllocTraits::allocate(alloc, new_capacity);  // the only throw point
-        for (std::size_t i = 0; i < ring_.size; ++i) {
-            Slot& old = at(i);
-            ::new (static_cast<void*>(fresh + i)) Slot(std::move(old));
-            old.~Slot();
+        StampAllocator stamp_alloc;
+        Slot* fresh = AllocTraits::allocate(alloc, new_capacity);  // a throw point
+        time_point* stamps = nullptr;
+        if (expiring()) {
+            try {
+                stamps = StampTraits::allocate(stamp_alloc, new_capacity);  // the other one
+            } catch (...) {
+                AllocTraits::deallocate(alloc, fresh, new_capacity);
+                throw;
+            }
         }
-        if (ring_.slots != nullptr) {
-            AllocTraits::deallocate(alloc, ring_.slots, ring_.capacity);
+        const std::size_t n = size();
+        Slot* from = ring_.head;
+        for (std::size_t i = 0; i < n; ++i) {
+            ::new (static_cast<void*>(fresh + i)) Slot(std::move(*from));
+            if (stamps != nullptr) {
+                ::new (static_cast<void*>(stamps + i)) time_point(ring_.stamps[from - ring_.slots]);
+            }
+            from->~Slot();
+            from = from + 1 == ring_.end ? ring_.slots : from + 1;
         }
+        deallocate();
         ring_.slots = fresh;
+        ring_.end = fresh + new_capacity;
+        ring_.stamps = stamps;
         ring_.capacity = new_capacity;
-        ring_.head = 0;
+        ring_.head = fresh;
+        ring_.tail = n == new_capacity ? fresh : fresh + n;
+        refresh_fast_path();
     }
 
+    // Frees the storage (the items must be gone or relocated already).
     void deallocate() noexcept {
         if (ring_.slots != nullptr) {
             Allocator alloc;
             AllocTraits::deallocate(alloc, ring_.slots, ring_.capacity);
         }
-        ring_.slots = nullptr;
+        if (ring_.stamps != nullptr) {
+            StampAllocator stamp_alloc;
+            StampTraits::deallocate(stamp_alloc, ring_.stamps, ring_.capacity);
+        }
+        ring_.slots = ring_.end = ring_.head = ring_.tail = nullptr;
+        ring_.stamps = nullptr;
         ring_.capacity = 0;
-        ring_.head = 0;
+        refresh_fast_path();
     }
 
     void release() noexcept {
-        while (ring_.size != 0) {
+        while (!empty()) {
             destroy_front();
         }
         deallocate();
@@ -509,3 +667,5 @@ private:
 };
 
 }  // namespace wsguard
+
+#undef WSGUARD_DETAIL_QUEUE_NOINLINE
