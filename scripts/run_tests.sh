@@ -66,13 +66,13 @@ else
 fi
 
 # ThreadSanitizer on the code that runs on several threads: the lock-policy
-# components and the Redis bridge driven by two io threads. (The loopback
-# suites are not built here yet: gcc's TSan warns on asio's fences.)
-tsan_targets=(test_scoped_listener test_connection_registry test_room_index test_room_bridge)
+# components, the Redis bridge driven by two io threads, and the reference
+# server with two and four io threads under room traffic and churn.
+tsan_targets=(test_scoped_listener test_connection_registry test_room_index test_room_bridge
+              test_churn test_threads)
 if configure_and_build build-tsan -DWSGUARD_SANITIZE=thread -DWSGUARD_BUILD_BENCHMARKS=OFF \
   "${require[@]}" -- --target "${tsan_targets[@]}"; then
-  # Selected by name: each test carries only its first label (catch_discover_tests
-  # splits a label list), and tests of targets not built here are *_NOT_BUILT.
+  # Selected by name: the tests of targets not built here are *_NOT_BUILT.
   tsan_regex="^($(IFS='|'; echo "${tsan_targets[*]}")):"
   run_ctest build-tsan -R "$tsan_regex" || failed+=("TSan suite")
 else

@@ -21,16 +21,16 @@
 
 #include <websocketpp/server.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
-#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -71,8 +71,9 @@ template <class Lock = wsguard::NullMutex>
 class ChatServer {
 public:
     // One io thread needs no locks and no strands: asio_lean_single_thread.
-    using Config = std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
-                                      wsguard::wspp::asio_lean_single_thread, wsguard::wspp::asio_lean>;
+    using Config =
+        std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
+                           wsguard::wspp::asio_lean_single_thread, wsguard::wspp::asio_lean>;
     using Server = websocketpp::server<Config>;
     using Guard = wsguard::wspp::ServerGuard<Config, Lock>;
 
@@ -98,12 +99,13 @@ public:
                     router_.handle_binary(id);
                 }
             });
-        on_close_ = guard_.on_close.subscribe([this](wsguard::ConnectionId, const wsguard::wspp::CloseInfo&) {
-            // The last close of a graceful shutdown ends the grace period early.
-            if (guard_.shutting_down() && guard_.registry().size() == 0 && grace_) {
-                grace_->cancel();
-            }
-        });
+        on_close_ = guard_.on_close.subscribe(
+            [this](wsguard::ConnectionId, const wsguard::wspp::CloseInfo&) {
+                // The last close of a graceful shutdown ends the grace period early.
+                if (guard_.shutting_down() && guard_.registry().size() == 0) {
+                    cancel_grace();
+                }
+            });
         websocketpp::lib::error_code ec;
         asio::ip::tcp::endpoint ep(asio::ip::make_address(options_.bind_address, ec),
                                    options_.port);
@@ -120,9 +122,11 @@ public:
         port_ = server_.get_local_endpoint(ec).port();
         bridge_ = make_bridge();
         router_.set_bridge(bridge_.get());
-        ticker_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
+        ticker_ =
+            std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
         sampler_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(
-            guard_, options_.sample_interval, [this] { sample(); });
+            guard_, options_.sample_interval, [this] { sample(); },
+            wsguard::wspp::TickerMode::callback_only);
         if (!options_.snapshot_dir.empty()) {
             wsguard::SnapshotOptions so;
             so.directory = options_.snapshot_dir;
@@ -140,7 +144,8 @@ public:
         for (auto series : wsguard::all_health_series) {
             auto& g = h.triage.of(series);
             g.window = o.growth_window;
-            g.min_samples = std::max<std::size_t>(2, std::min<std::size_t>(20, o.growth_window / 3));
+            g.min_samples =
+                std::max<std::size_t>(2, std::min<std::size_t>(20, o.growth_window / 3));
         }
         return h;
     }
@@ -170,13 +175,17 @@ public:
             bridge_->stop();  // the Redis connection would keep the io loop alive
             guard_.shutdown();
             // A peer that never answers our close must not hold the process.
-            grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
-                if (!ec) {
-                    server_.stop();
-                }
-            });
+            {
+                std::lock_guard<Lock> lock(grace_mutex_);
+                grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
+                    if (!ec) {
+                        server_.stop();
+                    }
+                });
+            }
+            // The last close may have come before grace_ was set.
             if (guard_.registry().size() == 0) {
-                grace_->cancel();
+                cancel_grace();
             }
         });
     }
@@ -230,6 +239,13 @@ private:
 #endif
     }
 
+    void cancel_grace() {
+        std::lock_guard<Lock> lock(grace_mutex_);
+        if (grace_) {
+            grace_->cancel();
+        }
+    }
+
     void sample() {
         const auto now = std::chrono::steady_clock::now();
         const auto g = guard_.stats();
@@ -267,7 +283,8 @@ private:
             std::lock_guard<Lock> lock(sample_mutex_);
             const auto result = snapshots_->maybe_write(report, census, now);
             if (result.status == wsguard::SnapshotStatus::written && !options_.quiet) {
-                std::printf("chat_server: health critical, census written to %s\n", result.path.c_str());
+                std::printf("chat_server: health critical, census written to %s\n",
+                            result.path.c_str());
             } else if (result.status == wsguard::SnapshotStatus::failed) {
                 std::fprintf(stderr, "chat_server: cannot write health snapshot: %s\n",
                              result.error.c_str());
@@ -333,6 +350,9 @@ private:
     wsguard::ScopedListener on_close_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> ticker_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> sampler_;
+    // Set by the shutdown handler, cancelled by the last close: with several
+    // io threads those run on different threads.
+    Lock grace_mutex_;
     typename Server::timer_ptr grace_;
     // After server_ (its io_context) and guard_: destroyed before both.
     std::unique_ptr<wsguard::wspp::RoomBridge> bridge_;

@@ -17,10 +17,18 @@
 // Thread model. Lock = NullMutex (ServerGuard): one io thread runs the
 // endpoint, and every call on the guard (send, broadcast, tick, stats, ...)
 // is made from that thread, e.g. from handlers or from timers on the same
-// io_context. Lock = std::mutex (SyncServerGuard): the guard's own tables
-// (registry, rooms, emitters, id map) are locked and may be used from any
-// thread; websocketpp's per-connection calls are its own business. The
-// reference server uses one io thread.
+// io_context. Lock = std::mutex (SyncServerGuard): several threads run one
+// io_context (websocketpp's asio config gives each connection a strand); the
+// guard's own tables (registry, rooms, emitters, id map) are locked and may
+// be used from any thread, and a broadcast from one connection's handler
+// sends to members served by other threads. Chosen over one loop per thread
+// with sockets handed out because rooms span every connection: per-loop
+// tables would need cross-loop fan-out for each room message. The reference
+// server runs one thread by default (--threads N for more); tests/test_threads
+// runs four under ThreadSanitizer. websocketpp itself reads a connection's
+// state and buffered amount without its locks in places (tests/tsan.supp
+// lists them); the guard never relies on those reads for memory safety:
+// send() and close() recheck the state under websocketpp's lock.
 #pragma once
 
 #include <wsguard/connection_registry.hpp>
@@ -111,11 +119,16 @@ enum class SendStatus {
 
 inline const char* to_string(SendStatus s) noexcept {
     switch (s) {
-        case SendStatus::sent: return "sent";
-        case SendStatus::dropped: return "dropped";
-        case SendStatus::closed_slow_consumer: return "closed_slow_consumer";
-        case SendStatus::not_connected: return "not_connected";
-        case SendStatus::failed: return "failed";
+        case SendStatus::sent:
+            return "sent";
+        case SendStatus::dropped:
+            return "dropped";
+        case SendStatus::closed_slow_consumer:
+            return "closed_slow_consumer";
+        case SendStatus::not_connected:
+            return "not_connected";
+        case SendStatus::failed:
+            return "failed";
     }
     return "unknown";
 }
@@ -221,8 +234,8 @@ public:
     using server_type = ::websocketpp::server<Config>;
     using connection_ptr = typename server_type::connection_ptr;
     using message_ptr = typename server_type::message_ptr;
-    using Registry = ConnectionRegistry<::websocketpp::connection_hdl,
-                                        detail::GuardConnectionState, Lock, Clock>;
+    using Registry = ConnectionRegistry<::websocketpp::connection_hdl, detail::GuardConnectionState,
+                                        Lock, Clock>;
     using Rooms = RoomIndex<ConnectionId, std::string, Lock>;
     template <class... Args>
     using Event = BasicEmitter<Lock, Args...>;
@@ -264,7 +277,8 @@ public:
         server_.set_open_handler([this](::websocketpp::connection_hdl h) { handle_open(h); });
         server_.set_close_handler(
             [this](::websocketpp::connection_hdl h) { handle_close(h, false); });
-        server_.set_fail_handler([this](::websocketpp::connection_hdl h) { handle_close(h, true); });
+        server_.set_fail_handler(
+            [this](::websocketpp::connection_hdl h) { handle_close(h, true); });
         server_.set_message_handler(
             [this](::websocketpp::connection_hdl h, message_ptr m) { handle_message(h, m); });
         server_.set_pong_handler(
@@ -289,8 +303,8 @@ public:
     /// Fails: never (an empty payload is a valid frame).
     /// Thread safety: as the class.
     /// Exceptions: std::bad_alloc.
-    message_ptr prepare(std::string_view payload,
-                        ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
+    message_ptr prepare(std::string_view payload, ::websocketpp::frame::opcode::value op =
+                                                      ::websocketpp::frame::opcode::text) {
         std::lock_guard<Lock> lock(framer_mutex_);
         message_ptr in = msg_manager_->get_message(op, payload.size());
         in->append_payload(payload.data(), payload.size());
@@ -318,7 +332,10 @@ public:
             return s;
         }
         ec = con->send(payload.data(), payload.size(), op);
-        return ec ? count(SendStatus::failed) : count_sent(payload.size());
+        if (ec) {
+            return count(is_invalid_state(ec) ? SendStatus::not_connected : SendStatus::failed);
+        }
+        return count_sent(payload.size());
     }
 
     /// Effect: as send(), with a message from prepare() (no framing per call).
@@ -335,9 +352,9 @@ public:
     /// Fails: never; per-recipient outcomes are in the result and in stats().
     /// Thread safety: as the class; recipients are snapshotted under the
     /// rooms' lock and sent to outside it. Exceptions: std::bad_alloc.
-    BroadcastResult broadcast(const std::string& room, std::string_view payload,
-                              ConnectionId except = 0,
-                              ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
+    BroadcastResult broadcast(
+        const std::string& room, std::string_view payload, ConnectionId except = 0,
+        ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
         BroadcastResult result;
         std::vector<ConnectionId> recipients = take_scratch();
         rooms_.for_each_member(room, [&](const ConnectionId& m) {
@@ -353,10 +370,18 @@ public:
                 const SendStatus s =
                     handle ? send_to(*handle, prepared) : count(SendStatus::not_connected);
                 switch (s) {
-                    case SendStatus::sent: ++result.sent; break;
-                    case SendStatus::dropped: ++result.dropped; break;
-                    case SendStatus::closed_slow_consumer: ++result.closed; break;
-                    default: ++result.not_connected; break;
+                    case SendStatus::sent:
+                        ++result.sent;
+                        break;
+                    case SendStatus::dropped:
+                        ++result.dropped;
+                        break;
+                    case SendStatus::closed_slow_consumer:
+                        ++result.closed;
+                        break;
+                    default:
+                        ++result.not_connected;
+                        break;
                 }
             }
         }
@@ -390,7 +415,8 @@ public:
 
     /// Effect: starts the close handshake of connection `id`.
     /// Fails: false if the id is unknown or already closing.
-    bool close(ConnectionId id, ::websocketpp::close::status::value code, const std::string& reason) {
+    bool close(ConnectionId id, ::websocketpp::close::status::value code,
+               const std::string& reason) {
         auto handle = registry_.handle(id);
         return handle && close_handle(*handle, code, reason);
     }
@@ -404,19 +430,21 @@ public:
         using std::chrono::duration_cast;
         using duration = typename Clock::duration;
         if (options_.idle_timeout.count() > 0) {
-            for (auto& entry : registry_.sweep_idle(duration_cast<duration>(options_.idle_timeout))) {
+            for (auto& entry :
+                 registry_.sweep_idle(duration_cast<duration>(options_.idle_timeout))) {
                 closed_idle_.fetch_add(1, std::memory_order_relaxed);
                 close_handle(entry.handle, ::websocketpp::close::status::normal, "Idle timeout");
             }
         }
         if (options_.ping_interval.count() > 0) {
-            const auto pong_timeout = options_.pong_timeout.count() > 0 ? options_.pong_timeout
-                                                                        : options_.ping_interval;
+            const auto pong_timeout =
+                options_.pong_timeout.count() > 0 ? options_.pong_timeout : options_.ping_interval;
             for (auto& entry : registry_.sweep_dead(duration_cast<duration>(pong_timeout))) {
                 terminated_dead_.fetch_add(1, std::memory_order_relaxed);
                 terminate_handle(entry.handle);
             }
-            for (auto& due : registry_.mark_pings_due(duration_cast<duration>(options_.ping_interval))) {
+            for (auto& due :
+                 registry_.mark_pings_due(duration_cast<duration>(options_.ping_interval))) {
                 std::error_code ec;
                 connection_ptr con = server_.get_con_from_hdl(due.second, ec);
                 if (!ec && con) {
@@ -507,10 +535,12 @@ private:
             throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
         }
         if (o.max_message_bytes == 0) {
-            throw std::invalid_argument("wsguard::ServerGuard: max_message_bytes must be at least 1");
+            throw std::invalid_argument(
+                "wsguard::ServerGuard: max_message_bytes must be at least 1");
         }
         if (o.max_buffered_bytes == 0) {
-            throw std::invalid_argument("wsguard::ServerGuard: max_buffered_bytes must be at least 1");
+            throw std::invalid_argument(
+                "wsguard::ServerGuard: max_buffered_bytes must be at least 1");
         }
         return o;
     }
@@ -609,9 +639,11 @@ private:
     /// message always goes to an empty queue (else one larger than the bound
     /// could never be sent; max_message_bytes bounds it anyway).
     SendStatus admit(typename server_type::connection_type& con, std::size_t size) {
-        if (con.get_state() != ::websocketpp::session::state::open) {
+        if (!known_open(con)) {
             return count(SendStatus::not_connected);
         }
+        // websocketpp reads this counter without its write lock; with several
+        // io threads the value may be one write stale (see tests/tsan.supp).
         const std::size_t buffered = con.get_buffered_amount();
         if (buffered == 0 || buffered + size <= options_.max_buffered_bytes) {
             return SendStatus::sent;
@@ -621,7 +653,24 @@ private:
         }
         std::error_code ec;
         con.close(::websocketpp::close::status::policy_violation, "Slow consumer", ec);
-        return count(SendStatus::closed_slow_consumer);
+        return ec ? count(SendStatus::not_connected) : count(SendStatus::closed_slow_consumer);
+    }
+
+    /// False only if the connection is certainly not open. websocketpp's
+    /// get_state() reads the state without the lock that close() and
+    /// terminate() take, so with several io threads the check is left to
+    /// send() and close(), which take it and fail with invalid_state.
+    static bool known_open(typename server_type::connection_type& con) {
+        if constexpr (std::is_same_v<Lock, NullMutex>) {
+            return con.get_state() == ::websocketpp::session::state::open;
+        } else {
+            (void)con;
+            return true;
+        }
+    }
+
+    static bool is_invalid_state(const std::error_code& ec) {
+        return ec == ::websocketpp::error::make_error_code(::websocketpp::error::invalid_state);
     }
 
     SendStatus send_to(const ::websocketpp::connection_hdl& hdl, const message_ptr& prepared) {
@@ -635,20 +684,28 @@ private:
             return s;
         }
         ec = con->send(prepared);
-        return ec ? count(SendStatus::failed) : count_sent(size);
+        if (ec) {
+            return count(is_invalid_state(ec) ? SendStatus::not_connected : SendStatus::failed);
+        }
+        return count_sent(size);
     }
 
     SendStatus count(SendStatus s) noexcept {
         switch (s) {
-            case SendStatus::dropped: dropped_.fetch_add(1, std::memory_order_relaxed); break;
+            case SendStatus::dropped:
+                dropped_.fetch_add(1, std::memory_order_relaxed);
+                break;
             case SendStatus::closed_slow_consumer:
                 closed_slow_.fetch_add(1, std::memory_order_relaxed);
                 break;
             case SendStatus::not_connected:
                 not_connected_.fetch_add(1, std::memory_order_relaxed);
                 break;
-            case SendStatus::failed: send_failed_.fetch_add(1, std::memory_order_relaxed); break;
-            case SendStatus::sent: break;
+            case SendStatus::failed:
+                send_failed_.fetch_add(1, std::memory_order_relaxed);
+                break;
+            case SendStatus::sent:
+                break;
         }
         return s;
     }
@@ -663,7 +720,7 @@ private:
                       ::websocketpp::close::status::value code, const std::string& reason) {
         std::error_code ec;
         connection_ptr con = server_.get_con_from_hdl(hdl, ec);
-        if (ec || !con || con->get_state() != ::websocketpp::session::state::open) {
+        if (ec || !con || !known_open(*con)) {
             return false;
         }
         con->close(code, reason, ec);
@@ -697,13 +754,13 @@ private:
     // about to free, and miss the bulk of them.
     void maybe_trim() {
         const std::size_t closes = closes_since_trim_.load(std::memory_order_relaxed);
-        const bool wave_over = closes == closes_at_last_tick_;
-        closes_at_last_tick_ = closes;
+        const bool wave_over =
+            closes == closes_at_last_tick_.exchange(closes, std::memory_order_relaxed);
         if (options_.trim_after_closes == 0 || closes < options_.trim_after_closes || !wave_over) {
             return;
         }
         closes_since_trim_.fetch_sub(closes, std::memory_order_relaxed);
-        closes_at_last_tick_ = 0;
+        closes_at_last_tick_.store(0, std::memory_order_relaxed);
         if (release_free_memory()) {
             trims_.fetch_add(1, std::memory_order_relaxed);
         }
@@ -733,7 +790,8 @@ private:
     Rooms rooms_;
 
     mutable Lock ids_mutex_;
-    std::unordered_map<const void*, ConnectionId> ids_;  // connection address -> id, erased on close/fail
+    std::unordered_map<const void*, ConnectionId>
+        ids_;  // connection address -> id, erased on close/fail
 
     typename Config::rng_type rng_;
     typename Config::con_msg_manager_type::ptr msg_manager_;
@@ -747,7 +805,7 @@ private:
         failed_{0}, messages_in_{0}, messages_out_{0}, bytes_in_{0}, bytes_out_{0}, pings_sent_{0},
         pongs_{0}, trims_{0}, not_connected_{0}, send_failed_{0};
     std::atomic<std::size_t> closes_since_trim_{0};
-    std::size_t closes_at_last_tick_ = 0;  // only tick() touches it
+    std::atomic<std::size_t> closes_at_last_tick_{0};  // tick() may run on any io thread
 };
 
 /// A guard whose tables may be shared by several io threads.
