@@ -9,13 +9,71 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
+#include <memory>
+#include <new>
 #include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+// ---------------------------------------------------------------------------------
+// Counting global allocation functions, so a test can prove that a stretch of
+// joins and leaves allocated nothing.
+namespace {
+std::atomic<std::size_t> g_allocations{0};
+
+void* counted_alloc(std::size_t n) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n == 0 ? 1 : n)) {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+}  // namespace
+
+void* operator new(std::size_t n) {
+    return counted_alloc(n);
+}
+void* operator new[](std::size_t n) {
+    return counted_alloc(n);
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    try {
+        return counted_alloc(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+    try {
+        return counted_alloc(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+    std::free(p);
+}
+// ---------------------------------------------------------------------------------
 
 namespace {
 
@@ -456,6 +514,67 @@ TEST_CASE("custom member equality, and no member copy outlives its memberships",
         CHECK(CountedMember::live.load() == baseline);
     }
     CHECK(CountedMember::live.load() == 0);
+}
+
+TEST_CASE("join and leave again allocate nothing once warm (spare nodes)", "[room_index]") {
+    wsguard::RoomIndex<std::uint64_t> index;
+    std::vector<std::string> rooms;
+    for (int r = 0; r < 50; ++r) {
+        rooms.push_back("room-" + std::to_string(r));  // short: no heap for the name
+        for (std::uint64_t m = 0; m < 5; ++m) {
+            REQUIRE(index.join(1000 + 10 * static_cast<std::uint64_t>(r) + m, rooms.back()));
+        }
+    }
+    const auto cycle = [&](std::uint64_t member) {
+        for (const std::string& room : rooms) {
+            REQUIRE(index.join(member, room).status == JoinStatus::joined);
+            REQUIRE(index.leave(member, room).ok);
+        }
+    };
+    SECTION("the member's first room (its entry comes and goes)") {
+        cycle(7);  // warm-up: the spares exist from here on
+        const std::size_t before = g_allocations.load();
+        for (int round = 0; round < 20; ++round) {
+            cycle(7 + static_cast<std::uint64_t>(round));  // other members reuse them too
+        }
+        CHECK(g_allocations.load() == before);
+    }
+    SECTION("a member that stays in a lobby") {
+        REQUIRE(index.join(7, "lobby"));
+        cycle(7);
+        const std::size_t before = g_allocations.load();
+        for (int round = 0; round < 20; ++round) {
+            cycle(7);
+        }
+        CHECK(g_allocations.load() == before);
+        CHECK(index.leave_all(7) == 1);
+    }
+    const auto s = index.stats();
+    CHECK(s.rooms == 50);
+    CHECK(s.members == 250);
+    CHECK(s.memberships == 250);
+    CHECK(s.joins == s.leaves + 250);
+}
+
+TEST_CASE("spare nodes never hold a member (non-trivial members keep none)", "[room_index]") {
+    wsguard::RoomIndex<std::shared_ptr<int>> index;
+    auto resident = std::make_shared<int>(1);
+    REQUIRE(index.join(resident, "a"));
+    for (int i = 0; i < 10; ++i) {
+        auto visitor = std::make_shared<int>(2);
+        REQUIRE(index.join(visitor, "a"));
+        REQUIRE(index.join(visitor, "b"));
+        if (i % 2 == 0) {
+            REQUIRE(index.leave(visitor, "a").ok);
+            REQUIRE(index.leave(visitor, "b").ok);
+        } else {
+            REQUIRE(index.leave_all(visitor) == 2);
+        }
+        CHECK(visitor.use_count() == 1);  // no copy left behind in a spare
+    }
+    CHECK(resident.use_count() == 3);  // one copy per direction
+    CHECK(index.leave_all(resident) == 1);
+    CHECK(resident.use_count() == 1);
 }
 
 TEST_CASE("matches a naive model over random operations", "[room_index]") {

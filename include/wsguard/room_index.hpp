@@ -154,6 +154,7 @@ public:
     T** end() noexcept { return data_ + size_; }
     T*& back() noexcept { return data_[size_ - 1]; }
     void pop_back() noexcept { --size_; }
+    void clear() noexcept { size_ = 0; }  // keeps the capacity
 
     // Strong guarantee: on bad_alloc the list is unchanged.
     void push_back(T* p) {
@@ -283,7 +284,7 @@ public:
         MemberSet& room_members = room_it->second;
         bool inserted = false;
         try {
-            inserted = room_members.insert(member).second;
+            inserted = insert_member(room_members, member);
         } catch (...) {
             if (room_created) {
                 rooms_.erase(room_it);
@@ -297,15 +298,15 @@ public:
 
         try {
             if (member_it == members_.end()) {
-                member_it = members_.try_emplace(member).first;
+                member_it = add_member(member);
             }
             member_it->second.push_back(&*room_it);
         } catch (...) {
             // Undo in reverse so both directions stay as they were.
             if (member_it != members_.end() && member_it->second.empty()) {
-                members_.erase(member_it);
+                drop_member(member_it);
             }
-            room_members.erase(member);
+            drop_from_room(room_members, member);
             if (room_created) {
                 rooms_.erase(room_it);
             }
@@ -334,7 +335,7 @@ public:
             return {false, false, 0};
         }
         MemberSet& room_members = room_it->second;
-        if (room_members.erase(member) == 0) {
+        if (!drop_from_room(room_members, member)) {
             ++leave_misses_;
             return {false, false, room_members.size()};
         }
@@ -352,7 +353,7 @@ public:
             }
         }
         if (rooms.empty()) {
-            members_.erase(member_it);
+            drop_member(member_it);
         }
 
         --memberships_;
@@ -383,13 +384,13 @@ public:
         const RoomList& rooms = member_it->second;
         const std::size_t left = rooms.size();
         for (RoomEntry* entry : rooms) {
-            entry->second.erase(key);
+            drop_from_room(entry->second, key);
             if (entry->second.empty()) {
                 rooms_.erase(rooms_.find(entry->first));
                 ++rooms_erased_;
             }
         }
-        members_.erase(member_it);
+        drop_member(member_it);
         memberships_ -= left;
         leaves_ += left;
         return left;
@@ -533,10 +534,69 @@ private:
     using RoomList = detail::SmallPtrList<RoomEntry, 4>;
     using MemberMap = std::unordered_map<Member, RoomList, MemberHash, MemberEqual>;
 
+    // One spare node per map (C++17 node handles), kept from the last leave
+    // for the next join, so a member that joins and leaves again and again
+    // (its first room, or any room) allocates nothing. Bounded: at most one
+    // member-map node (whose room list keeps the capacity it grew to, at
+    // most max_rooms_per_member pointers) and one room-set node. Only for
+    // trivially destructible members (ids): a spare then holds nothing but
+    // its own memory, never, say, a weak handle to a closed connection.
+    static constexpr bool kKeepSpares = std::is_trivially_destructible_v<Member>;
+
+    /// Adds member to a room's set; false if it was there already.
+    /// Strong guarantee (a rehash may throw; the spare stays spare).
+    bool insert_member(MemberSet& set, const Member& member) {
+        if (!kKeepSpares || spare_in_room_.empty()) {
+            return set.insert(member).second;
+        }
+        spare_in_room_.value() = member;
+        auto result = set.insert(std::move(spare_in_room_));
+        if (!result.inserted) {
+            spare_in_room_ = std::move(result.node);
+        }
+        return result.inserted;
+    }
+
+    /// Removes member from a room's set, keeping its node as the spare;
+    /// false if it was not there.
+    bool drop_from_room(MemberSet& set, const Member& member) {
+        typename MemberSet::node_type node = set.extract(member);
+        if (node.empty()) {
+            return false;
+        }
+        if (kKeepSpares && spare_in_room_.empty()) {
+            spare_in_room_ = std::move(node);
+        }
+        return true;
+    }
+
+    /// Creates member's entry (no rooms yet). Strong guarantee.
+    typename MemberMap::iterator add_member(const Member& member) {
+        if (!kKeepSpares || spare_member_.empty()) {
+            return members_.try_emplace(member).first;
+        }
+        spare_member_.key() = member;
+        // Inserted: the caller found no entry for member.
+        return members_.insert(std::move(spare_member_)).position;
+    }
+
+    /// Erases a member's entry, keeping the node (with an emptied room list)
+    /// as the spare.
+    void drop_member(typename MemberMap::iterator member_it) noexcept {
+        if (kKeepSpares && spare_member_.empty()) {
+            spare_member_ = members_.extract(member_it);
+            spare_member_.mapped().clear();
+        } else {
+            members_.erase(member_it);
+        }
+    }
+
     RoomOptions options_;
     mutable Lock mutex_;
     RoomMap rooms_;
     MemberMap members_;
+    typename MemberMap::node_type spare_member_;
+    typename MemberSet::node_type spare_in_room_;
     std::size_t memberships_ = 0;
     std::uint64_t joins_ = 0;
     std::uint64_t leaves_ = 0;
