@@ -24,7 +24,9 @@
 //             Deliveries = messages * (K-1) over all members; latency is send
 //             to receipt at member 1.
 //   idle      N connections opened, held --hold-s seconds, then closed.
-//   churn     connect / join / room-message / close cycles, --parallel at a time.
+//   churn     connect / join / room-message / close cycles, --parallel at a time;
+//             --cycles 0 runs cycles for --duration-s instead (a soak), then lets
+//             the cycles in flight finish.
 //
 // Every connection is confirmed before it counts as open: it joins its room
 // (when the scenario has one) then sends a ping and waits for the reply, so a
@@ -77,7 +79,7 @@ struct Options {
     double duration_s = 10;
     std::size_t content_bytes = 64;
     double hold_s = 5;
-    std::uint64_t cycles = 1000;
+    std::uint64_t cycles = 1000;  // 0: churn for --duration-s
     std::size_t parallel = 64;
     std::size_t churn_rooms = 16;
     unsigned threads = 1;
@@ -236,9 +238,12 @@ public:
         ping_ = R"({"type":"ping"})";
         publish_ = R"({"type":"room-message","room":")" + o_.room + R"(","content":")" +
                    std::string(o_.content_bytes, 'x') + R"("})";
-        const std::size_t conn_count = o_.scenario == Scenario::churn
-                                           ? std::min<std::uint64_t>(o_.parallel, o_.cycles)
-                                           : o_.connections;
+        std::size_t conn_count = o_.connections;
+        if (o_.scenario == Scenario::churn) {
+            // Timed churn (--cycles 0) keeps --parallel cycles going.
+            conn_count =
+                o_.cycles == 0 ? o_.parallel : std::min<std::uint64_t>(o_.parallel, o_.cycles);
+        }
         workers_.reserve(o_.threads);
         for (unsigned t = 0; t < o_.threads; ++t) {
             auto w = std::make_unique<Worker>();
@@ -514,8 +519,11 @@ private:
     }
 
     void start_cycle(Conn* c) {
+        if (o_.cycles == 0 && stop_.load()) {
+            return;  // timed churn: the time is up
+        }
         const std::uint64_t n = cycles_started_.fetch_add(1);
-        if (n >= o_.cycles) {
+        if (o_.cycles != 0 && n >= o_.cycles) {
             return;
         }
         c->room = "churn-" + std::to_string(n % o_.churn_rooms);
@@ -719,23 +727,45 @@ private:
         });
         const std::uint64_t tenth = std::max<std::uint64_t>(1, o_.cycles / 10);
         bool progress_shown = false;
-        // Each cycle has its own phase timeout; the whole run gets as many
-        // seconds as a slow machine needs at 100 cycles/s, plus one timeout.
-        const double limit = o_.phase_timeout_s + double(o_.cycles) / 100.0;
-        const bool finished = wait_until(
-            [&] {
-                const std::uint64_t done = cycles_done_.load();
-                if (!progress_shown && done >= tenth) {
-                    progress_shown = true;
-                    marker("progress cycles=" + std::to_string(done));
-                }
-                return done >= o_.cycles;
-            },
-            limit);
+        bool finished = false;
+        double limit = 0;
+        if (o_.cycles == 0) {
+            // Timed: cycles for --duration-s (progress at a tenth of it), then
+            // no new cycle starts and the ones in flight run to their close.
+            const auto tenth_time = t0 + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(o_.duration_s / 10));
+            wait_until(
+                [&] {
+                    if (!progress_shown && Clock::now() >= tenth_time) {
+                        progress_shown = true;
+                        marker("progress cycles=" + std::to_string(cycles_done_.load()));
+                    }
+                    return false;
+                },
+                o_.duration_s);
+            stop_ = true;
+            limit = o_.phase_timeout_s;
+            finished = wait_until([&] { return live_.load() == 0; }, limit);
+        } else {
+            // Each cycle has its own phase timeout; the whole run gets as many
+            // seconds as a slow machine needs at 100 cycles/s, plus one timeout.
+            limit = o_.phase_timeout_s + double(o_.cycles) / 100.0;
+            finished = wait_until(
+                [&] {
+                    const std::uint64_t done = cycles_done_.load();
+                    if (!progress_shown && done >= tenth) {
+                        progress_shown = true;
+                        marker("progress cycles=" + std::to_string(done));
+                    }
+                    return done >= o_.cycles;
+                },
+                limit);
+        }
         const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         marker("measure-end");
         if (!finished) {
-            std::fprintf(stderr, "load_client: churn did not finish in %.0f s\n", limit);
+            std::fprintf(stderr, "load_client: churn did not finish in %.0f s\n",
+                         o_.cycles == 0 ? o_.duration_s + limit : limit);
             ++errors_;
         }
         close_all();
