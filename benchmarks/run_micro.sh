@@ -13,6 +13,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${WSGUARD_BENCH_BUILD_DIR:-$repo/build-bench}"
 json="$build/micro_results.json"
 
+"$repo/scripts/install_deps.sh"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DWSGUARD_BUILD_TESTS=OFF -DWSGUARD_BUILD_EXAMPLES=OFF -DWSGUARD_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$build" -j2 --target wsguard_micro_bench
