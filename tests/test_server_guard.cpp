@@ -47,7 +47,9 @@ void operator delete(void* p) noexcept {
         std::free(p);
     }
 }
-void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
+void operator delete(void* p, std::size_t) noexcept {
+    operator delete(p);
+}
 #endif
 
 namespace {
@@ -66,10 +68,11 @@ struct Fixture {
         client.clear_access_channels(websocketpp::log::alevel::all);
         client.clear_error_channels(websocketpp::log::elevel::all);
         opened = guard.on_open.subscribe([this](ConnectionId id) { open_ids.push_back(id); });
-        closed = guard.on_close.subscribe([this](ConnectionId id, const wsguard::wspp::CloseInfo& info) {
-            close_ids.push_back(id);
-            close_infos.push_back(info);
-        });
+        closed =
+            guard.on_close.subscribe([this](ConnectionId id, const wsguard::wspp::CloseInfo& info) {
+                close_ids.push_back(id);
+                close_infos.push_back(info);
+            });
     }
 
     websocketpp::server<Config> server;
@@ -99,6 +102,31 @@ TEST_CASE("open and close keep the registry and events in step", "[server_guard]
     CHECK(s.closed == 1);
     pair.release();
     CHECK(pair.server_handle().expired());
+}
+
+TEST_CASE("release_handshake_headers drops the header maps after the open listeners ran",
+          "[server_guard]") {
+    for (const bool release : {false, true}) {
+        wsguard::wspp::GuardOptions options;
+        options.release_handshake_headers = release;
+        Fixture f(options);
+        std::size_t headers_seen_at_open = 0;
+        auto peek = f.guard.on_open.subscribe([&](ConnectionId) {
+            const auto con =
+                f.server.get_con_from_hdl(*f.guard.registry().handle(f.open_ids.back()));
+            headers_seen_at_open = con->get_request().get_headers().size();
+        });
+        Pair pair(f.server, f.client);
+        REQUIRE(f.open_ids.size() == 1);
+        CHECK(headers_seen_at_open > 0);  // listeners still see the handshake
+        const auto con = f.server.get_con_from_hdl(pair.server_handle());
+        CHECK(con->get_request().get_headers().empty() == release);
+        CHECK(con->get_response().get_headers().empty() == release);
+        // The connection works as before.
+        CHECK(f.guard.send(f.open_ids[0], "hello") == wsguard::wspp::SendStatus::sent);
+        pair.close();
+        CHECK(f.guard.stats().connections == 0);
+    }
 }
 
 TEST_CASE("max connections refuses with 1013 and counts it", "[server_guard]") {

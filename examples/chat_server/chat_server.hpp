@@ -42,7 +42,13 @@ namespace chat {
 struct ServerOptions {
     std::uint16_t port = 8080;  ///< 0: pick a free port (tests)
     std::string bind_address = "0.0.0.0";
-    wsguard::wspp::GuardOptions guard{};
+    /// The guard's limits; the reference server also drops the handshake's
+    /// header maps once a connection is open (its protocol never reads them).
+    wsguard::wspp::GuardOptions guard = [] {
+        wsguard::wspp::GuardOptions g;
+        g.release_handshake_headers = true;
+        return g;
+    }();
     std::chrono::milliseconds sample_interval{1000};  ///< memory and series sampling
     std::chrono::milliseconds tick_interval{250};     ///< housekeeping (idle, pings)
     unsigned threads = 1;

@@ -106,6 +106,12 @@ struct GuardOptions {
     /// system, so resident memory falls after a wave of disconnects instead of
     /// staying at the peak. Zero disables.
     std::size_t trim_after_closes = 256;
+    /// After the on_open listeners ran, drop the header maps of the opening
+    /// handshake's request and response, which websocketpp keeps for the
+    /// connection's life (about 1 KB per connection with browser-like
+    /// clients). Afterwards get_request_header() and friends return empty.
+    /// For servers that hold many mostly idle connections.
+    bool release_handshake_headers = false;
 };
 
 /// What a send did. Every value but `sent` is also counted in stats().
@@ -560,6 +566,37 @@ private:
         }
         opened_.fetch_add(1, std::memory_order_relaxed);
         on_open.emit(added.id);
+        if (options_.release_handshake_headers) {
+            release_headers(hdl);
+        }
+    }
+
+    // websocketpp offers the parsed request and response only as const
+    // references, but the objects are the connection's own non-const members
+    // and nothing in websocketpp reads their headers after the open handler
+    // (the open is logged before it runs).
+    void release_headers(const ::websocketpp::connection_hdl& hdl) {
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        if (ec || !con) {
+            return;
+        }
+        clear_headers(
+            const_cast<typename server_type::connection_type::request_type&>(con->get_request()));
+        clear_headers(
+            const_cast<typename server_type::connection_type::response_type&>(con->get_response()));
+    }
+
+    template <class Message>
+    static void clear_headers(Message& m) {
+        std::vector<std::string> keys;
+        keys.reserve(m.get_headers().size());
+        for (const auto& h : m.get_headers()) {
+            keys.push_back(h.first);
+        }
+        for (const auto& k : keys) {
+            m.remove_header(k);
+        }
     }
 
     void handle_close(::websocketpp::connection_hdl hdl, bool failed) {
