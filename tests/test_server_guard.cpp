@@ -34,6 +34,14 @@ namespace {
 std::atomic<long long> g_live_allocations{0};
 }  // namespace
 
+// gcc 12 at -O3 inlines these replacements into their callers and then
+// reports free() on memory from operator new, which is exactly what a
+// malloc-backed replacement pair does.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 void* operator new(std::size_t n) {
     if (void* p = std::malloc(n ? n : 1)) {
         g_live_allocations.fetch_add(1, std::memory_order_relaxed);
@@ -50,6 +58,9 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
     operator delete(p);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 namespace {
