@@ -287,7 +287,8 @@ TEST_CASE("steady growth of 60 MiB/h is a warning", "[growth_rate_detector]") {
     CHECK(v.growth_per_hour == Approx(60 * MiB).epsilon(0.05));
 }
 
-TEST_CASE("slow growth with a good fit is ok, and thresholds are inclusive", "[growth_rate_detector]") {
+TEST_CASE("slow growth with a good fit is ok, and thresholds are inclusive",
+          "[growth_rate_detector]") {
     wsguard::test::ManualClock clock;
     GrowthRateDetector d;
     double elapsed = 0;

@@ -16,9 +16,9 @@
 #include <cstdint>
 #include <optional>
 #include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
-#include <string>
 
 namespace chat {
 
@@ -132,13 +132,12 @@ inline std::string stats_json(const ServerSnapshot& s) {
     nlohmann::ordered_json growth = nlohmann::ordered_json::object();
     for (const auto& [series, v] : s.growth) {
         // No rate is better than a meaningless one from two samples.
-        growth[series] = {
-            {"level", wsguard::to_string(v.level)},
-            {"growth_per_hour", v.level == wsguard::GrowthLevel::insufficient_data
-                                    ? nlohmann::ordered_json(nullptr)
-                                    : nlohmann::ordered_json(v.growth_per_hour)},
-            {"r_squared", v.r_squared},
-            {"samples", v.samples}};
+        growth[series] = {{"level", wsguard::to_string(v.level)},
+                          {"growth_per_hour", v.level == wsguard::GrowthLevel::insufficient_data
+                                                  ? nlohmann::ordered_json(nullptr)
+                                                  : nlohmann::ordered_json(v.growth_per_hour)},
+                          {"r_squared", v.r_squared},
+                          {"samples", v.samples}};
     }
     j["growth"] = std::move(growth);
     j["health"] = nlohmann::ordered_json::parse(wsguard::to_json(s.health));
@@ -220,7 +219,8 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     }
     w.gauge("health_level", "Overall health: 0 ok, 1 warning, 2 critical.",
             double(static_cast<int>(s.health.level)));
-    w.family("health_check_level", "gauge", "Level of each health check: 0 ok, 1 warning, 2 critical.");
+    w.family("health_check_level", "gauge",
+             "Level of each health check: 0 ok, 1 warning, 2 critical.");
     for (const auto& c : s.health.checks) {
         w.sample("health_check_level", "check", c.name, double(static_cast<int>(c.level)));
     }
@@ -255,7 +255,8 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     w.counter("bridge_disconnects_total", "Broker connections lost.", double(b.disconnects));
     w.counter("bridge_connect_failures_total", "Broker connection attempts that failed.",
               double(b.connect_failures));
-    w.gauge("health_findings", "Series named by the leak triage.", double(s.health.findings.size()));
+    w.gauge("health_findings", "Series named by the leak triage.",
+            double(s.health.findings.size()));
     w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
     return w.str();
 }

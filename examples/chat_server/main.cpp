@@ -26,12 +26,13 @@ int serve(const chat::ServerOptions& options) {
         }
     });
     const unsigned port = server.port();
-    std::printf("chat_server: listening\n"
-                "  WebSocket  ws://127.0.0.1:%u/\n"
-                "  dashboard  http://127.0.0.1:%u/\n"
-                "  stats      http://127.0.0.1:%u/stats\n"
-                "  metrics    http://127.0.0.1:%u/metrics\n",
-                port, port, port, port);
+    std::printf(
+        "chat_server: listening\n"
+        "  WebSocket  ws://127.0.0.1:%u/\n"
+        "  dashboard  http://127.0.0.1:%u/\n"
+        "  stats      http://127.0.0.1:%u/stats\n"
+        "  metrics    http://127.0.0.1:%u/metrics\n",
+        port, port, port, port);
     std::fflush(stdout);
     server.run();
     std::printf("chat_server: stopped\n");
@@ -73,8 +74,9 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"drop", "close"}));
     app.add_option("--sample-interval-ms", sample_ms, "Memory and series sampling interval")
         ->check(CLI::Range(10LL, 3600000LL));
-    app.add_option("--snapshot-dir", options.snapshot_dir,
-                   "Write a JSON census + malloc_info here when health turns critical (rate-limited)")
+    app.add_option(
+           "--snapshot-dir", options.snapshot_dir,
+           "Write a JSON census + malloc_info here when health turns critical (rate-limited)")
         ->check(CLI::ExistingDirectory);
     app.add_option("--growth-window", options.growth_window,
                    "Samples per growth detector (the verdict spans window x sample interval)")

@@ -11,8 +11,8 @@
 
 #include <cstddef>
 
-#include <websocketpp/config/asio_no_tls.hpp>
 #include <websocketpp/concurrency/none.hpp>
+#include <websocketpp/config/asio_no_tls.hpp>
 #include <websocketpp/config/core.hpp>
 #include <websocketpp/logger/basic.hpp>
 #include <websocketpp/logger/levels.hpp>
@@ -36,8 +36,7 @@ struct Lean : Base {
     /// that vanished costs more than the server's own work at high rates, and
     /// the guard counts every one of those events in stats().
     static const ::websocketpp::log::level alog_level = ::websocketpp::log::alevel::none;
-    static const ::websocketpp::log::level elog_level =
-        ::websocketpp::log::elevel::fatal;
+    static const ::websocketpp::log::level elog_level = ::websocketpp::log::elevel::fatal;
 };
 
 }  // namespace detail
