@@ -11,8 +11,9 @@ packages=(
 if [[ "${1:-}" == "--tests" ]]; then
   # promtool checks /metrics; clang + its runtime build the fuzzers; node and
   # chromium run the dashboard's browser test; redis-server + hiredis the
-  # scale-out tests; valgrind the memcheck run.
-  packages+=(prometheus clang libclang-rt-14-dev nodejs npm chromium redis-server valgrind)
+  # scale-out tests; valgrind the memcheck run; clang-format the format check.
+  packages+=(prometheus clang clang-format libclang-rt-14-dev nodejs npm chromium redis-server
+             valgrind)
 fi
 
 # A tool already on PATH counts as installed whatever package brought it (e.g.
