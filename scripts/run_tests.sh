@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite (Debian/Ubuntu; installs what it needs first):
-#   1. the normal build: unit, integration, consumer, e2e, browser and Redis tests;
+#   1. the normal build: unit, integration, consumer, e2e, browser and Redis tests,
+#      and the integration binaries under valgrind memcheck (label "valgrind");
 #   2. the same suite under AddressSanitizer+LeakSanitizer+UBSan;
 #   3. the multi-threaded tests under ThreadSanitizer;
 #   4. the libFuzzer targets (clang, ASan+UBSan), each for a bounded time.
@@ -15,8 +16,9 @@ fuzz_seconds=${WSGUARD_FUZZ_SECONDS:-60}
 failed=()
 
 # Every dependency the suite needs was installed above, so the tests that need
-# a browser or a Redis server must run, not skip.
-require=(-DWSGUARD_REQUIRE_BROWSER_TEST=ON -DWSGUARD_REQUIRE_REDIS=ON)
+# a browser, a Redis server or valgrind must run, not skip. (The sanitizer
+# builds ignore WSGUARD_REQUIRE_VALGRIND: they have no memcheck tests.)
+require=(-DWSGUARD_REQUIRE_BROWSER_TEST=ON -DWSGUARD_REQUIRE_REDIS=ON -DWSGUARD_REQUIRE_VALGRIND=ON)
 
 configure_and_build() { # <build dir> <cmake args...> [-- <build args...>]
   local dir=$1; shift

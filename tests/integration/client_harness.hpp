@@ -16,6 +16,7 @@
 #include <asio.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -40,10 +41,50 @@ namespace wsguard::test {
 using Millis = std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
+/// How many times slower than native this run is: WSGUARD_TIME_SCALE, 1 when
+/// unset. The valgrind tests set it (memcheck runs the code 20-50x slower);
+/// the waits and timing bounds a test states in wall time are multiplied by
+/// it, so the normal run keeps them strict.
+inline double time_scale() {
+    static const double scale = [] {
+        const char* s = std::getenv("WSGUARD_TIME_SCALE");
+        const double v = s ? std::atof(s) : 1.0;
+        return v > 1.0 ? v : 1.0;
+    }();
+    return scale;
+}
+
+/// `d` stretched by time_scale().
+inline Millis scaled(Millis d) {
+    return Millis{static_cast<Millis::rep>(static_cast<double>(d.count()) * time_scale())};
+}
+
+/// A repeat count `n` divided by WSGUARD_TEST_SCALE (1 when unset), at least
+/// `floor`: the valgrind tests run the long loops shorter.
+inline int scaled_count(int n, int floor = 1) {
+    static const int divisor = [] {
+        const char* s = std::getenv("WSGUARD_TEST_SCALE");
+        const int v = s ? std::atoi(s) : 1;
+        return v > 1 ? v : 1;
+    }();
+    return std::max(n / divisor, floor);
+}
+
+/// True when the valgrind tests run this binary (WSGUARD_UNDER_VALGRIND=1):
+/// memcheck's own allocator and translation cache make memory readings
+/// meaningless, so memory bounds are reported, not asserted, as under sanitizers.
+inline bool under_valgrind() {
+    static const bool on = [] {
+        const char* s = std::getenv("WSGUARD_UNDER_VALGRIND");
+        return s && *s && *s != '0';
+    }();
+    return on;
+}
+
 /// The bound on anything that should happen promptly on loopback (an open, a
 /// reply, a close). Generous so a sanitizer build on a loaded machine passes;
 /// a test that only succeeds thanks to it still fails on timing asserts.
-constexpr Millis prompt_wait{5000};
+inline const Millis prompt_wait = scaled(Millis{5000});
 
 /// Calls `pred` every `interval` until it returns true or `timeout` passes.
 /// Only for state that has no event to wait on (HTTP /stats).

@@ -23,7 +23,8 @@ using wsguard::test::stats_eventually;
 
 namespace {
 
-constexpr int total_cycles = 2000;
+// 2000 cycles; fewer (at least 100) when WSGUARD_TEST_SCALE divides them (valgrind: 500).
+const int total_cycles = wsguard::test::scaled_count(2000, 100);
 constexpr int workers = 4;
 constexpr int rooms = 8;
 

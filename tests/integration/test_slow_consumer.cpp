@@ -79,7 +79,7 @@ Flood run_flood(ServerRunner<>& server, wsguard::test::RawWsClient& stalled,
     Flood f;
     std::size_t last_received = 0;
     auto last_progress = wsguard::test::SteadyClock::now();
-    const auto deadline = wsguard::test::SteadyClock::now() + Millis{45000};
+    const auto deadline = wsguard::test::SteadyClock::now() + wsguard::test::scaled(Millis{45000});
     while (wsguard::test::SteadyClock::now() < deadline) {
         s = wsguard::test::get_stats(port);
         REQUIRE_FALSE(s.is_discarded());
@@ -99,7 +99,8 @@ Flood run_flood(ServerRunner<>& server, wsguard::test::RawWsClient& stalled,
         }
         // The normal reader keeps receiving while the other one is stalled.
         INFO("normal reader received " << got << " of " << flood);
-        REQUIRE(wsguard::test::since(last_progress).count() < 5000);
+        REQUIRE(wsguard::test::since(last_progress).count() <
+                wsguard::test::scaled(Millis{5000}).count());
         normal->wait_received(got + 1, Millis{20});
     }
     s = wsguard::test::get_stats(port);
