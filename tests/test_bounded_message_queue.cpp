@@ -22,66 +22,11 @@
 #include <type_traits>
 #include <vector>
 
-// ---------------------------------------------------------------------------------
-// Counting global allocation functions: every operator new in this program goes
-// through here, so a test can prove that a stretch of code allocated nothing.
-namespace {
-std::atomic<std::size_t> g_allocations{0};
+// Counting global allocation functions: a test can prove that a stretch of code
+// allocated nothing.
+#include <support/counting_new.hpp>
 
-void* counted_alloc(std::size_t n) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-std::size_t allocations() {
-    return g_allocations.load(std::memory_order_relaxed);
-}
-}  // namespace
-
-// Every unaligned form is replaced, so each new pairs with a delete of the same family
-// (AddressSanitizer checks that pairing).
-void* operator new(std::size_t n) {
-    return counted_alloc(n);
-}
-void* operator new[](std::size_t n) {
-    return counted_alloc(n);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    try {
-        return counted_alloc(n);
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-    try {
-        return counted_alloc(n);
-    } catch (...) {
-        return nullptr;
-    }
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-// ---------------------------------------------------------------------------------
+using wsguard::test::allocations;
 
 namespace {
 

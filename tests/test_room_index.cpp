@@ -20,60 +20,11 @@
 #include <thread>
 #include <vector>
 
-// ---------------------------------------------------------------------------------
-// Counting global allocation functions, so a test can prove that a stretch of
-// joins and leaves allocated nothing.
-namespace {
-std::atomic<std::size_t> g_allocations{0};
+// Counting global allocation functions: a test can prove that a stretch of code
+// allocated nothing.
+#include <support/counting_new.hpp>
 
-void* counted_alloc(std::size_t n) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n == 0 ? 1 : n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-    return counted_alloc(n);
-}
-void* operator new[](std::size_t n) {
-    return counted_alloc(n);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    try {
-        return counted_alloc(n);
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-    try {
-        return counted_alloc(n);
-    } catch (...) {
-        return nullptr;
-    }
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-// ---------------------------------------------------------------------------------
+using wsguard::test::allocations;
 
 namespace {
 
@@ -533,20 +484,20 @@ TEST_CASE("join and leave again allocate nothing once warm (spare nodes)", "[roo
     };
     SECTION("the member's first room (its entry comes and goes)") {
         cycle(7);  // warm-up: the spares exist from here on
-        const std::size_t before = g_allocations.load();
+        const std::size_t before = allocations();
         for (int round = 0; round < 20; ++round) {
             cycle(7 + static_cast<std::uint64_t>(round));  // other members reuse them too
         }
-        CHECK(g_allocations.load() == before);
+        CHECK(allocations() == before);
     }
     SECTION("a member that stays in a lobby") {
         REQUIRE(index.join(7, "lobby"));
         cycle(7);
-        const std::size_t before = g_allocations.load();
+        const std::size_t before = allocations();
         for (int round = 0; round < 20; ++round) {
             cycle(7);
         }
-        CHECK(g_allocations.load() == before);
+        CHECK(allocations() == before);
         CHECK(index.leave_all(7) == 1);
     }
     const auto s = index.stats();
