@@ -483,7 +483,9 @@ def find_binary(build_dir, name, explicit):
     for root, _, files in os.walk(build_dir):
         if name in files and os.access(os.path.join(root, name), os.X_OK):
             return os.path.join(root, name)
-    sys.exit(f"compare.py: {name} not found under {build_dir} (give --{name.replace('_', '-')})")
+    script = os.path.basename(sys.argv[0])
+    sys.exit(f"{script}: {name} not found under {build_dir} (build it, or give "
+             f"--{name.replace('_', '-')})")
 
 
 def parse_args():

@@ -59,13 +59,16 @@ import math
 import os
 import queue
 import re
-import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+
+# The process and build-tree helpers are compare.py's (benchmarks/load/).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "load"))
+from compare import find_binary, raise_nofile, rss_kib  # noqa: E402
 
 PORT_RE = re.compile(r"ws://127\.0\.0\.1:(\d+)/")
 MIB = 1024.0 * 1024.0
@@ -91,9 +94,7 @@ def child_setup(nice):
     """preexec_fn: thousands of sockets, and be gentle with a shared machine."""
 
     def setup():
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        raise_nofile()
         if nice:
             os.nice(nice)
 
@@ -154,11 +155,7 @@ class Processes:
 
 
 def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise SoakError(f"no VmRSS for pid {pid}")
+    return rss_kib(pid) * 1024
 
 
 def get_stats(port):
@@ -483,16 +480,6 @@ def soak(args, procs):
     return status
 
 
-def find_binary(build_dir, name, explicit):
-    if explicit:
-        return explicit
-    for root, _, files in os.walk(build_dir):
-        if name in files and os.access(os.path.join(root, name), os.X_OK):
-            return os.path.join(root, name)
-    sys.exit(f"soak.py: {name} not found under {build_dir} (build it, or give "
-             f"--{name.replace('_', '-')})")
-
-
 def parse_args():
     p = argparse.ArgumentParser(description="Soak test of the reference chat server "
                                 "(see the header of this file).")
@@ -548,7 +535,7 @@ def main():
     except KeyboardInterrupt:
         print("soak: interrupted, stopping every process started", file=sys.stderr)
         return 130
-    except (SoakError, OSError, ValueError, KeyError) as e:
+    except (SoakError, RuntimeError, OSError, ValueError, KeyError) as e:
         print(f"soak: FAILED to run: {e}", file=sys.stderr)
         return 2
     finally:
