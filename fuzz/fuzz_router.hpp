@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -69,6 +70,16 @@ public:
         }
         outbox_.push_back(Frame{id, std::string(payload)});
         return SendStatus::sent;
+    }
+
+    // A prepared message is the payload, shared: what reaches the outbox is
+    // the same as send()'s.
+    using message_ptr = std::shared_ptr<const std::string>;
+    message_ptr prepare(std::string_view payload) {
+        return std::make_shared<const std::string>(payload);
+    }
+    SendStatus send_prepared(ConnectionId id, const message_ptr& prepared) {
+        return send(id, *prepared);
     }
 
     std::optional<JoinResult> join(ConnectionId id, const std::string& room) {

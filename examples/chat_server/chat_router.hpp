@@ -24,8 +24,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <type_traits>
-#include <utility>
 
 namespace chat {
 
@@ -38,8 +36,9 @@ struct RouterStats {
 };
 
 /// Routes one message of the chat protocol. Guard is ServerGuard or any type
-/// with the same send / join / leave / broadcast / rooms() members (the
-/// fuzzer and the unit tests use a fake).
+/// with the same send / prepare / send_prepared / join / leave / broadcast /
+/// rooms() members and message_ptr type (the fuzzer and the unit tests use a
+/// fake).
 ///
 /// Thread safety: Distinct objects: Safe. Shared objects: Unsafe (use it from
 /// the guard's io thread).
@@ -180,25 +179,14 @@ private:
 
     static constexpr std::string_view kPong = R"({"type":"pong"})";
 
-    // The pong never changes: with a guard that can prepare messages it is
-    // framed once and shared (perf showed a message allocation and a framing
-    // per reply as the largest user-space cost of ping-pong).
-    template <class G, class = void>
-    struct CanPrepare : std::false_type {};
-    template <class G>
-    struct CanPrepare<G, std::void_t<decltype(std::declval<G&>().send_prepared(
-                             wsguard::ConnectionId{}, std::declval<G&>().prepare(kPong)))>>
-        : std::true_type {};
-
+    // The pong never changes: it is framed once and shared (perf showed a
+    // message allocation and a framing per reply as the largest user-space
+    // cost of ping-pong).
     void pong(wsguard::ConnectionId to) {
-        if constexpr (CanPrepare<Guard>::value) {
-            if (!pong_) {
-                pong_ = guard_.prepare(kPong);
-            }
-            guard_.send_prepared(to, pong_);
-        } else {
-            reply(to, kPong);
+        if (!pong_) {
+            pong_ = guard_.prepare(kPong);
         }
+        guard_.send_prepared(to, pong_);
     }
 
     void error(wsguard::ConnectionId to, const char* what) {
@@ -207,17 +195,8 @@ private:
         reply(to, out.dump());
     }
 
-    template <class G, class = void>
-    struct PreparedOf {
-        using type = std::nullptr_t;
-    };
-    template <class G>
-    struct PreparedOf<G, std::void_t<typename G::message_ptr>> {
-        using type = typename G::message_ptr;
-    };
-
     Guard& guard_;
-    typename PreparedOf<Guard>::type pong_{};
+    typename Guard::message_ptr pong_{};
     RouterStats stats_;
     wsguard::wspp::RoomBridge* bridge_ = nullptr;
 };

@@ -337,11 +337,7 @@ public:
         if (SendStatus s = admit(*con, payload.size()); s != SendStatus::sent) {
             return s;
         }
-        ec = con->send(payload.data(), payload.size(), op);
-        if (ec) {
-            return count(is_invalid_state(ec) ? SendStatus::not_connected : SendStatus::failed);
-        }
-        return count_sent(payload.size());
+        return count_send(con->send(payload.data(), payload.size(), op), payload.size());
     }
 
     /// Effect: as send(), with a message from prepare() (no framing per call).
@@ -706,10 +702,6 @@ private:
         }
     }
 
-    static bool is_invalid_state(const std::error_code& ec) {
-        return ec == ::websocketpp::error::make_error_code(::websocketpp::error::invalid_state);
-    }
-
     SendStatus send_to(const ::websocketpp::connection_hdl& hdl, const message_ptr& prepared) {
         std::error_code ec;
         connection_ptr con = server_.get_con_from_hdl(hdl, ec);
@@ -720,11 +712,7 @@ private:
         if (SendStatus s = admit(*con, size); s != SendStatus::sent) {
             return s;
         }
-        ec = con->send(prepared);
-        if (ec) {
-            return count(is_invalid_state(ec) ? SendStatus::not_connected : SendStatus::failed);
-        }
-        return count_sent(size);
+        return count_send(con->send(prepared), size);
     }
 
     SendStatus count(SendStatus s) noexcept {
@@ -747,10 +735,17 @@ private:
         return s;
     }
 
-    SendStatus count_sent(std::size_t bytes) noexcept {
-        messages_out_.fetch_add(1, std::memory_order_relaxed);
-        bytes_out_.fetch_add(bytes, std::memory_order_relaxed);
-        return SendStatus::sent;
+    // What websocketpp's send() returned: invalid_state means the connection
+    // closed meanwhile (see known_open()), anything else is a failure.
+    SendStatus count_send(const std::error_code& ec, std::size_t bytes) noexcept {
+        if (!ec) {
+            messages_out_.fetch_add(1, std::memory_order_relaxed);
+            bytes_out_.fetch_add(bytes, std::memory_order_relaxed);
+            return SendStatus::sent;
+        }
+        const bool closed =
+            ec == ::websocketpp::error::make_error_code(::websocketpp::error::invalid_state);
+        return count(closed ? SendStatus::not_connected : SendStatus::failed);
     }
 
     bool close_handle(const ::websocketpp::connection_hdl& hdl,
