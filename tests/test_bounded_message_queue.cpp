@@ -106,6 +106,7 @@ struct ThrowingAssign {
     explicit ThrowingAssign(int v) noexcept : id(v) {}
     ThrowingAssign(ThrowingAssign&&) noexcept = default;
     ThrowingAssign& operator=(ThrowingAssign&&) { throw std::runtime_error("assign"); }
+    std::size_t size() const noexcept { return 8; }  // weighed again at pop
 };
 
 struct ThrowingSizeOf {
@@ -605,13 +606,28 @@ TEST_CASE("a custom SizeOf is used, once per push", "[bounded_message_queue]") {
     CHECK(calls == 3);  // the weight recorded at push is reused at pop
 }
 
-TEST_CASE("editing the front item does not corrupt the byte count", "[bounded_message_queue]") {
-    BoundedMessageQueue<std::string> q(make_options(10, 100));
-    q.try_push("abc");
-    *q.front() += std::string(50, 'z');
-    CHECK(q.bytes() == 3);  // as measured at push
-    q.try_pop();
-    CHECK(q.bytes() == 0);
+TEST_CASE("front() is read-only and a pointee edited behind the queue keeps its pushed weight",
+          "[bounded_message_queue]") {
+    BoundedMessageQueue<std::string> values(make_options(10, 100));
+    static_assert(std::is_same_v<decltype(values.front()), const std::string*>,
+                  "a value's weight is measured again at pop, so it must not be editable");
+    values.try_push("abc");
+    values.try_push(std::string(40, 'x'));
+    CHECK(values.bytes() == 43);
+    CHECK(values.try_pop() == std::optional<std::string>("abc"));
+    CHECK(values.bytes() == 40);
+    std::string out;
+    CHECK(values.try_pop(out));
+    CHECK(values.bytes() == 0);
+
+    BoundedMessageQueue<std::shared_ptr<std::string>> pointers(make_options(10, 100));
+    auto shared = std::make_shared<std::string>("abc");
+    pointers.try_push(shared);
+    *shared += std::string(50, 'z');  // another owner edits the pointee
+    CHECK(pointers.bytes() == 3);     // as measured at push
+    CHECK(pointers.try_pop() != nullptr);
+    CHECK(pointers.bytes() == 0);
+    CHECK(pointers.stats().high_water_bytes == 3);
 }
 
 TEST_CASE("a throwing SizeOf leaves the queue unchanged", "[bounded_message_queue]") {
@@ -632,10 +648,12 @@ TEST_CASE("try_pop(T&) keeps the item when the assignment throws", "[bounded_mes
     ThrowingAssign out;
     CHECK_THROWS_AS(q.try_pop(out), std::runtime_error);
     CHECK(q.size() == 1);
+    CHECK(q.bytes() == 8);
     CHECK(q.stats().popped == 0);
     auto v = q.try_pop();  // the optional form needs only the (nothrow) move constructor
     REQUIRE(v.has_value());
     CHECK(v->id == 7);
+    CHECK(q.bytes() == 0);
 }
 
 TEST_CASE("the ring grows by doubling up to max_count and shrinks only on request",

@@ -151,18 +151,30 @@ template <class T, class SizeOf>
 inline constexpr bool kFixedItemSize =
     std::is_same_v<SizeOf, DefaultSizeOf> && !HasSize<T>::value && !HasPointeeSize<T>::value;
 
-/// One ring slot: the item plus its byte count as measured at push, kept so that
-/// accounting stays exact even if the owner edits the item through front().
-/// Push times live in a separate array that exists only when max_age is set.
-template <class T, bool FixedSize>
+/// True when the default size function reads a value's own non-throwing size():
+/// the queue owns that item outright and hands out only const access to it, so
+/// measuring it again at removal gives the weight it had at push, and the slot
+/// need not store it (one store less per push: the queue sits on every send).
+/// A pointer's pointee or a custom SizeOf may change behind the queue's back, so
+/// their weight is stored in the slot.
+template <class T, class SizeOf, class = void>
+inline constexpr bool kRemeasuredItemSize = false;
+template <class T, class SizeOf>
+inline constexpr bool kRemeasuredItemSize<T, SizeOf, std::enable_if_t<HasSize<T>::value>> =
+    std::is_same_v<SizeOf, DefaultSizeOf>&& noexcept(std::declval<const T&>().size());
+
+/// One ring slot: the item plus, when it cannot be measured again at removal, its
+/// byte count as measured at push. Push times live in a separate array that
+/// exists only when max_age is set.
+template <class T, bool StoresBytes>
 struct QueueSlot {
     T value;
     std::size_t bytes;
 };
 
-/// Every item weighs sizeof(T): nothing to remember besides the item.
+/// The item's weight is sizeof(T) or measured again at removal.
 template <class T>
-struct QueueSlot<T, true> {
+struct QueueSlot<T, false> {
     T value;
 };
 
@@ -288,8 +300,9 @@ public:
         if (empty()) {
             return std::nullopt;
         }
+        const std::size_t item_bytes = weight(*ring_.head);  // before the move empties it
         std::optional<T> out(std::move(ring_.head->value));
-        destroy_front();
+        remove_front(item_bytes);
         return out;
     }
 
@@ -304,17 +317,16 @@ public:
         if (empty()) {
             return false;
         }
-        out = std::move(ring_.head->value);
-        destroy_front();
+        const std::size_t item_bytes = weight(*ring_.head);  // before the move empties it
+        out = std::move(ring_.head->value);                  // may throw: nothing changed yet
+        remove_front(item_bytes);
         return true;
     }
 
     /// Effect: the oldest stored item, which may already be expired (call expire()
-    /// first to be sure it is not); its recorded byte count does not change if it is
-    /// edited through the pointer. Valid until the next non-const call.
+    /// first to be sure it is not). Read-only: an item's weight must not change
+    /// while it is queued (pop it to edit it). Valid until the next non-const call.
     /// Fails: nullptr when empty. Thread safety: Unsafe (one owner). Exceptions: nothrow.
-    T* front() noexcept { return empty() ? nullptr : &ring_.head->value; }
-    /// Effect, Fails, Thread safety, Exceptions: as the non-const front().
     const T* front() const noexcept { return empty() ? nullptr : &ring_.head->value; }
 
     /// Effect: drops every item whose age (now - push time) has reached max_age, oldest
@@ -407,7 +419,8 @@ public:
 
 private:
     static constexpr bool kFixedSize = detail::kFixedItemSize<T, SizeOf>;
-    using Slot = detail::QueueSlot<T, kFixedSize>;
+    static constexpr bool kStoresBytes = !kFixedSize && !detail::kRemeasuredItemSize<T, SizeOf>;
+    using Slot = detail::QueueSlot<T, kStoresBytes>;
     using Allocator = std::allocator<Slot>;
     using AllocTraits = std::allocator_traits<Allocator>;
     using StampAllocator = std::allocator<time_point>;
@@ -553,10 +566,12 @@ private:
     template <class U>
     void store_back(U&& value, std::size_t item_bytes) {
         Slot* const slot = ring_.tail;
-        if constexpr (kFixedSize) {
-            ::new (static_cast<void*>(slot)) Slot{std::forward<U>(value)};
-        } else {
+        if constexpr (kStoresBytes) {
             ::new (static_cast<void*>(slot)) Slot{std::forward<U>(value), item_bytes};
+        } else {
+            ::new (static_cast<void*>(slot)) Slot{std::forward<U>(value)};
+        }
+        if constexpr (!kFixedSize) {
             ring_.bytes_in += item_bytes;
         }
         ring_.tail = slot + 1 == ring_.end ? ring_.slots : slot + 1;
@@ -582,10 +597,24 @@ private:
         return n;
     }
 
-    void destroy_front() noexcept {
+    // A stored item's weight as it was measured at push.
+    std::size_t weight(const Slot& slot) const noexcept {
+        if constexpr (kStoresBytes) {
+            return slot.bytes;
+        } else if constexpr (kFixedSize) {
+            return sizeof(T);
+        } else {
+            return static_cast<std::size_t>(slot.value.size());
+        }
+    }
+
+    void destroy_front() noexcept { remove_front(weight(*ring_.head)); }
+
+    // Destroys the item at head, which weighed item_bytes, and advances.
+    void remove_front(std::size_t item_bytes) noexcept {
         Slot* const slot = ring_.head;
         if constexpr (!kFixedSize) {
-            ring_.bytes_out += slot->bytes;
+            ring_.bytes_out += item_bytes;
         }
         slot->~Slot();
         ring_.head = slot + 1 == ring_.end ? ring_.slots : slot + 1;
