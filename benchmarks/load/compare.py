@@ -193,6 +193,8 @@ def traffic_run(args, server, scenario):
             "--depth", str(args.depth), "--duration-s", str(args.duration_s)]
     if scenario == "fanout":
         argv += ["--content-bytes", str(args.content_bytes)]
+    elif args.ping_pad_bytes:
+        argv += ["--ping-pad-bytes", str(args.ping_pad_bytes)]
     result, rc = run_client(args, argv, on_marker, timeout=args.duration_s + 240)
     if result is None or len(marks) != 2:
         return {"errors": "failed", "rc": rc}
@@ -362,8 +364,9 @@ def render(args, results, wall_s):
 
     if "pingpong" in results:
         r = results["pingpong"]
+        pad = f", pings padded to +{args.ping_pad_bytes} bytes" if args.ping_pad_bytes else ""
         out.append(f"## pingpong: {args.pingpong_connections} connections, depth "
-                   f"{args.depth}, {args.duration_s:g} s")
+                   f"{args.depth}, {args.duration_s:g} s{pad}")
         out.append("")
         out.append("| server | rate (msg/s) | server CPU µs/msg | vs naive | p50 µs | p99 µs "
                    "| errors per run |")
@@ -503,6 +506,9 @@ def parse_args():
     p.add_argument("--fanout-connections", type=int)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--content-bytes", type=int, default=64)
+    p.add_argument("--ping-pad-bytes", type=int, default=0,
+                   help="pingpong: add a string of this many bytes to each ping (large "
+                   "inbound messages, small replies; what the read buffer size costs)")
     p.add_argument("--idle-connections", type=int)
     p.add_argument("--churn-cycles", type=int)
     p.add_argument("--churn-parallel", type=int, default=32)

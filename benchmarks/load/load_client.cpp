@@ -18,6 +18,9 @@
 // Scenarios:
 //   pingpong  C connections, D pings in flight on each; a reply of any kind
 //             counts (the echo server echoes the ping), latency per round trip.
+//             --ping-pad-bytes B adds a "pad" string of B bytes to each ping:
+//             large inbound messages with a small reply, which is what the
+//             server's read buffer size costs (benchmarks/RESULTS.md).
 //   fanout    K members of one room; member 0 publishes and keeps D
 //             room-messages in flight, paced by member 1's receipts (when
 //             member 1 receives message i the publisher sends the next).
@@ -78,6 +81,7 @@ struct Options {
     std::uint64_t messages = 0;  // 0: bounded by --duration-s only
     double duration_s = 10;
     std::size_t content_bytes = 64;
+    std::size_t ping_pad_bytes = 0;
     double hold_s = 5;
     std::uint64_t cycles = 1000;  // 0: churn for --duration-s
     std::size_t parallel = 64;
@@ -93,8 +97,9 @@ struct Options {
                  "load_client: %s\n"
                  "usage: load_client --scenario pingpong|fanout|idle|churn [--port N] [--host H]\n"
                  "  [--connections N] [--depth D] [--messages N] [--duration-s S]\n"
-                 "  [--content-bytes B] [--hold-s S] [--cycles N] [--parallel P]\n"
-                 "  [--churn-rooms R] [--threads T] [--open-concurrency N] [--room NAME]\n"
+                 "  [--content-bytes B] [--ping-pad-bytes B] [--hold-s S] [--cycles N]\n"
+                 "  [--parallel P] [--churn-rooms R] [--threads T] [--open-concurrency N]\n"
+                 "  [--room NAME]"
                  "  [--phase-timeout-s S]\n",
                  why.c_str());
     std::exit(2);
@@ -148,6 +153,8 @@ Options parse_options(int argc, char** argv) {
             o.duration_s = number(flag, value);
         } else if (flag == "--content-bytes") {
             o.content_bytes = std::size_t(number(flag, value));
+        } else if (flag == "--ping-pad-bytes") {
+            o.ping_pad_bytes = std::size_t(number(flag, value));
         } else if (flag == "--hold-s") {
             o.hold_s = number(flag, value);
         } else if (flag == "--cycles") {
@@ -235,7 +242,9 @@ class LoadClient {
 public:
     explicit LoadClient(Options o) : o_(std::move(o)) {
         uri_ = "ws://" + o_.host + ":" + std::to_string(o_.port) + "/";
-        ping_ = R"({"type":"ping"})";
+        ping_ = o_.ping_pad_bytes == 0
+                    ? std::string(R"({"type":"ping"})")
+                    : R"({"type":"ping","pad":")" + std::string(o_.ping_pad_bytes, 'x') + R"("})";
         publish_ = R"({"type":"room-message","room":")" + o_.room + R"(","content":")" +
                    std::string(o_.content_bytes, 'x') + R"("})";
         std::size_t conn_count = o_.connections;
@@ -691,10 +700,11 @@ private:
                 static_cast<unsigned long long>(errors_.load()));
         } else {
             std::printf(
-                "scenario=pingpong connections=%zu depth=%zu messages=%llu seconds=%.3f "
-                "rate=%.0f p50_us=%u p99_us=%u open_seconds=%.3f errors=%llu\n",
-                o_.connections, o_.depth, static_cast<unsigned long long>(received_.load()),
-                seconds, seconds > 0 ? received / seconds : 0.0, p50, p99, open_seconds_,
+                "scenario=pingpong connections=%zu depth=%zu ping_pad_bytes=%zu messages=%llu "
+                "seconds=%.3f rate=%.0f p50_us=%u p99_us=%u open_seconds=%.3f errors=%llu\n",
+                o_.connections, o_.depth, o_.ping_pad_bytes,
+                static_cast<unsigned long long>(received_.load()), seconds,
+                seconds > 0 ? received / seconds : 0.0, p50, p99, open_seconds_,
                 static_cast<unsigned long long>(errors_.load()));
         }
         std::fflush(stdout);

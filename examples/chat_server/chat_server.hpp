@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
@@ -67,19 +68,29 @@ struct ServerOptions {
     std::optional<wsguard::QueueOptions> redis_queue;
 };
 
+#ifndef WSGUARD_CHAT_READ_BUFFER_BYTES
+// Chat messages are small and most connections sit idle: 256 B per read call
+// keeps an idle connection under 6 KiB. A message larger than this takes more
+// read calls (a 4 KiB one costs the server ~45% more CPU than with a 16 KiB
+// buffer, a 64 KiB one ~42%: benchmarks/RESULTS.md, "read buffer"). Serving
+// large messages? Build with -DWSGUARD_CHAT_READ_BUFFER_BYTES=4096 or more.
+#define WSGUARD_CHAT_READ_BUFFER_BYTES 256
+#endif
+
 /// The reference server: websocketpp asio endpoint + ServerGuard + ChatRouter
 /// + HTTP endpoints on the same port. Lock = NullMutex for one io thread,
 /// std::mutex when several threads run the io_context.
 ///
 /// Thread safety: Distinct objects: Safe. Shared objects: run() on one thread;
 /// request_shutdown() and port() from any thread.
-template <class Lock = wsguard::NullMutex>
+template <class Lock = wsguard::NullMutex,
+          std::size_t ReadBufferBytes = WSGUARD_CHAT_READ_BUFFER_BYTES>
 class ChatServer {
 public:
-    // One io thread needs no locks and no strands: asio_lean_single_thread.
-    using Config =
-        std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
-                           wsguard::wspp::asio_lean_single_thread, wsguard::wspp::asio_lean>;
+    // One io thread needs no locks and no strands: basic_asio_lean_single_thread.
+    using Config = std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
+                                      wsguard::wspp::basic_asio_lean_single_thread<ReadBufferBytes>,
+                                      wsguard::wspp::basic_asio_lean<ReadBufferBytes>>;
     using Server = websocketpp::server<Config>;
     using Guard = wsguard::wspp::ServerGuard<Config, Lock>;
 

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -313,5 +314,44 @@ TEST_CASE("room names: 128 bytes is accepted, joining twice is not an error", "[
     REQUIRE(got);
     CHECK(got->value("content", "") == "long room");
     CHECK(only_pong_pending(*a));
+    CHECK(server.stop());
+}
+
+TEST_CASE("messages many times the read buffer arrive whole and in order", "[chat_protocol]") {
+    using Config = chat::ChatServer<>::Config;
+    static_assert(Config::connection_read_buffer_size == WSGUARD_CHAT_READ_BUFFER_BYTES);
+    const std::size_t buffer = Config::connection_read_buffer_size;
+
+    ServerRunner<> server;
+    ClientEndpoint clients;
+    auto a = clients.connect_open(server.port());
+    auto b = clients.connect_open(server.port());
+    REQUIRE((a && b));
+    for (auto* m : {a.get(), b.get()}) {
+        m->send(join_msg("big"));
+        REQUIRE(m->round_trip());
+    }
+    // Sizes around and far beyond the buffer: each takes many read calls, and
+    // one frame's end and the next frame's start share a read.
+    const std::vector<std::size_t> sizes{buffer - 40,    buffer,    buffer + 1,
+                                         4 * buffer + 3, 64 * 1024, 300 * 1024};
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        const std::string content(sizes[i], static_cast<char>('a' + i));
+        a->send(say("big", content));
+        a->send(json{{"type", "note"}, {"text", content}});
+    }
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        const std::string content(sizes[i], static_cast<char>('a' + i));
+        auto got = b->next_json();
+        REQUIRE(got);
+        CHECK((*got)["type"] == "message");
+        CHECK((*got)["content"].get<std::string>() == content);
+        auto echo = a->next_json();
+        REQUIRE(echo);
+        CHECK((*echo)["type"] == "echo");
+        CHECK((*echo)["data"]["text"].get<std::string>() == content);
+    }
+    CHECK(only_pong_pending(*a));
+    CHECK(only_pong_pending(*b));
     CHECK(server.stop());
 }

@@ -4,9 +4,14 @@
 // Endpoint configs sized for many mostly idle connections. websocketpp's
 // defaults give every connection a 16 KiB read buffer, allocated for the whole
 // life of the connection even when the peer sends nothing: at 10,000 idle
-// connections that is 160 MiB of buffers holding no data. A 1 KiB read buffer
-// costs a few more read calls for a large message and nothing else: frames are
-// reassembled in the message buffer, not in the read buffer.
+// connections that is 160 MiB of buffers holding no data. A smaller read buffer
+// costs more read calls for a message larger than it and nothing else: frames
+// are reassembled in the message buffer, not in the read buffer. The lean
+// configs read 1 KiB per call; basic_*<N> read N bytes. Measured server CPU
+// per message against a 16 KiB buffer (benchmarks/RESULTS.md, "read buffer"):
+// 1 KiB costs +13% on 64 KiB messages and +16% on 4 KiB ones, 256 B +42% and
+// +45%; messages that fit in the buffer cost the same. Each KiB saved is a KiB
+// of every open connection.
 #pragma once
 
 #include <cstddef>
@@ -19,18 +24,23 @@
 
 namespace wsguard::wspp {
 
+/// Bytes the lean configs read from the socket per read call; every connection
+/// holds a buffer of this size for its whole life.
+inline constexpr std::size_t default_lean_read_buffer_bytes = 1024;
+
 namespace detail {
 
 /// The knobs wsguard changes, applied on top of any websocketpp config.
-template <class Base>
+template <class Base, std::size_t ReadBufferBytes>
 struct Lean : Base {
+    static_assert(ReadBufferBytes >= 64,
+                  "wsguard lean config: a read buffer under 64 bytes multiplies read calls for "
+                  "every frame and saves almost nothing");
+
     using type = Lean;
     using base = Base;
 
-    /// Bytes read from the socket per read call, held per connection for its
-    /// whole life. 1 KiB: a mostly idle connection should cost little; see
-    /// benchmarks/RESULTS.md for the large-message trade-off.
-    static const std::size_t connection_read_buffer_size = 1024;
+    static const std::size_t connection_read_buffer_size = ReadBufferBytes;
 
     /// Logging off but for fatal errors: a line per connect, message or peer
     /// that vanished costs more than the server's own work at high rates, and
@@ -41,15 +51,18 @@ struct Lean : Base {
 
 }  // namespace detail
 
-/// Asio (plain TCP) server config for many mostly idle connections; safe
-/// with several threads running the io_context.
-using asio_lean = detail::Lean<::websocketpp::config::asio>;
+/// Asio (plain TCP) server config for many mostly idle connections, reading
+/// ReadBufferBytes per call; safe with several threads running the io_context.
+template <std::size_t ReadBufferBytes = default_lean_read_buffer_bytes>
+using basic_asio_lean = detail::Lean<::websocketpp::config::asio, ReadBufferBytes>;
+using asio_lean = basic_asio_lean<>;
 
-/// asio_lean for a server whose io_context runs on one thread: no mutexes and
-/// no strand per connection (a strand is a heap object per connection, and
+/// basic_asio_lean for a server whose io_context runs on one thread: no mutexes
+/// and no strand per connection (a strand is a heap object per connection, and
 /// every handler is wrapped through it). Use it only with a single io thread.
-struct asio_lean_single_thread : detail::Lean<::websocketpp::config::asio> {
-    using type = asio_lean_single_thread;
+template <std::size_t ReadBufferBytes = default_lean_read_buffer_bytes>
+struct basic_asio_lean_single_thread : detail::Lean<::websocketpp::config::asio, ReadBufferBytes> {
+    using type = basic_asio_lean_single_thread;
     using base = ::websocketpp::config::asio;
 
     typedef ::websocketpp::concurrency::none concurrency_type;
@@ -57,15 +70,18 @@ struct asio_lean_single_thread : detail::Lean<::websocketpp::config::asio> {
     typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::alevel> alog_type;
 
     struct transport_config : base::transport_config {
-        typedef type::concurrency_type concurrency_type;
-        typedef type::alog_type alog_type;
-        typedef type::elog_type elog_type;
+        typedef ::websocketpp::concurrency::none concurrency_type;
+        typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::alevel> alog_type;
+        typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::elevel> elog_type;
         static const bool enable_multithreading = false;
     };
     typedef ::websocketpp::transport::asio::endpoint<transport_config> transport_type;
 };
+using asio_lean_single_thread = basic_asio_lean_single_thread<>;
 
 /// iostream-transport config (no sockets, no timers): what the tests drive.
-using core_lean = detail::Lean<::websocketpp::config::core>;
+template <std::size_t ReadBufferBytes = default_lean_read_buffer_bytes>
+using basic_core_lean = detail::Lean<::websocketpp::config::core, ReadBufferBytes>;
+using core_lean = basic_core_lean<>;
 
 }  // namespace wsguard::wspp
