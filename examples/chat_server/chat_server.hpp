@@ -69,12 +69,14 @@ struct ServerOptions {
 };
 
 #ifndef WSGUARD_CHAT_READ_BUFFER_BYTES
-// Chat messages are small and most connections sit idle: 256 B per read call
-// keeps an idle connection under 6 KiB. A message larger than this takes more
-// read calls (a 4 KiB one costs the server ~45% more CPU than with a 16 KiB
-// buffer, a 64 KiB one ~42%: benchmarks/RESULTS.md, "read buffer"). Serving
-// large messages? Build with -DWSGUARD_CHAT_READ_BUFFER_BYTES=4096 or more.
-#define WSGUARD_CHAT_READ_BUFFER_BYTES 256
+// Bytes each connection reads per call, held for its whole life. 1 KiB (the
+// lean configs' default) is a trade-off, measured in benchmarks/RESULTS.md
+// ("read buffer"): 256 B brings an idle connection from 6.6 to 5.9 KiB, but a
+// read then takes in fewer of a busy publisher's messages, so every member's
+// write carries fewer of them (fan-out CPU per delivery 2.1 -> 3.2 us), and a
+// 4 KiB message costs 25% more CPU. Build with -DWSGUARD_CHAT_READ_BUFFER_BYTES=N
+// to choose: 256 for many idle connections, 16384 for large messages.
+#define WSGUARD_CHAT_READ_BUFFER_BYTES 1024
 #endif
 
 /// The reference server: websocketpp asio endpoint + ServerGuard + ChatRouter

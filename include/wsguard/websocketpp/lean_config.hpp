@@ -4,14 +4,14 @@
 // Endpoint configs sized for many mostly idle connections. websocketpp's
 // defaults give every connection a 16 KiB read buffer, allocated for the whole
 // life of the connection even when the peer sends nothing: at 10,000 idle
-// connections that is 160 MiB of buffers holding no data. A smaller read buffer
-// costs more read calls for a message larger than it and nothing else: frames
-// are reassembled in the message buffer, not in the read buffer. The lean
-// configs read 1 KiB per call; basic_*<N> read N bytes. Measured server CPU
-// per message against a 16 KiB buffer (benchmarks/RESULTS.md, "read buffer"):
-// 1 KiB costs +13% on 64 KiB messages and +16% on 4 KiB ones, 256 B +42% and
-// +45%; messages that fit in the buffer cost the same. Each KiB saved is a KiB
-// of every open connection.
+// connections that is 160 MiB of buffers holding no data. A smaller buffer
+// costs more read calls for a message larger than it (frames are reassembled
+// in the message buffer, not here), and a read takes in fewer of a busy peer's
+// pipelined messages, so fewer replies share a write. The lean configs read
+// 1 KiB per call; basic_*<N> read N bytes. Measured against 16 KiB
+// (benchmarks/RESULTS.md, "Read buffer"): 1 KiB costs +11% server CPU on 64 KiB
+// messages and +15% on 4 KiB ones, 256 B +41% and +44% and +50% per fan-out
+// delivery. Each KiB saved is a KiB of every open connection.
 #pragma once
 
 #include <cstddef>
