@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,21 @@ bool only_pong_pending(wsguard::test::ClientConnection& c) {
     }
     UNSCOPED_INFO("next message: " << j->dump());
     return *j == json{{"type", "pong"}};
+}
+
+// Both clients open and members of `room`: each join ordered by a round trip.
+bool join_both(const std::shared_ptr<wsguard::test::ClientConnection>& a,
+               const std::shared_ptr<wsguard::test::ClientConnection>& b, const std::string& room) {
+    if (!a || !b) {
+        return false;
+    }
+    for (auto* m : {a.get(), b.get()}) {
+        m->send(join_msg(room));
+        if (!m->round_trip()) {
+            return false;
+        }
+    }
+    return true;
 }
 
 }  // namespace
@@ -115,11 +131,7 @@ TEST_CASE("one sender's room messages arrive in the order sent", "[chat_protocol
     ClientEndpoint clients;
     auto a = clients.connect_open(server.port());
     auto b = clients.connect_open(server.port());
-    REQUIRE((a && b));
-    for (auto* m : {a.get(), b.get()}) {
-        m->send(join_msg("seq"));
-        REQUIRE(m->round_trip());
-    }
+    REQUIRE(join_both(a, b, "seq"));
     constexpr int n = 200;
     for (int i = 0; i < n; ++i) {
         a->send(say("seq", i));
@@ -138,11 +150,7 @@ TEST_CASE("leave stops delivery, and joining again resumes it", "[chat_protocol]
     ClientEndpoint clients;
     auto a = clients.connect_open(server.port());
     auto b = clients.connect_open(server.port());
-    REQUIRE((a && b));
-    for (auto* m : {a.get(), b.get()}) {
-        m->send(join_msg("r"));
-        REQUIRE(m->round_trip());
-    }
+    REQUIRE(join_both(a, b, "r"));
     a->send(say("r", "before"));
     auto got = b->next_json();
     REQUIRE(got);
@@ -231,11 +239,7 @@ TEST_CASE("malformed fields get an error reply, change nothing, and the connecti
     ClientEndpoint clients;
     auto c = clients.connect_open(server.port());
     auto peer = clients.connect_open(server.port());  // a member of R who must receive nothing
-    REQUIRE((c && peer));
-    for (auto* m : {c.get(), peer.get()}) {
-        m->send(join_msg("R"));
-        REQUIRE(m->round_trip());
-    }
+    REQUIRE(join_both(c, peer, "R"));
 
     struct Row {
         std::string sent;
@@ -326,11 +330,7 @@ TEST_CASE("messages many times the read buffer arrive whole and in order", "[cha
     ClientEndpoint clients;
     auto a = clients.connect_open(server.port());
     auto b = clients.connect_open(server.port());
-    REQUIRE((a && b));
-    for (auto* m : {a.get(), b.get()}) {
-        m->send(join_msg("big"));
-        REQUIRE(m->round_trip());
-    }
+    REQUIRE(join_both(a, b, "big"));
     // Sizes around and far beyond the buffer: each takes many read calls, and
     // one frame's end and the next frame's start share a read.
     const std::vector<std::size_t> sizes{buffer - 40,    buffer,    buffer + 1,
