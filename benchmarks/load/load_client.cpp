@@ -99,8 +99,7 @@ struct Options {
                  "  [--connections N] [--depth D] [--messages N] [--duration-s S]\n"
                  "  [--content-bytes B] [--ping-pad-bytes B] [--hold-s S] [--cycles N]\n"
                  "  [--parallel P] [--churn-rooms R] [--threads T] [--open-concurrency N]\n"
-                 "  [--room NAME]"
-                 "  [--phase-timeout-s S]\n",
+                 "  [--room NAME] [--phase-timeout-s S]\n",
                  why.c_str());
     std::exit(2);
 }

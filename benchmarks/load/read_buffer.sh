@@ -8,8 +8,9 @@
 # padded to large messages (100 connections, depth 2), its idle scenario and
 # its fanout scenario. Prints server CPU per message for each size next to the
 # naive server's from the same compare.py run (websocketpp's default 16 KiB
-# buffer), idle RSS per connection, and server CPU per fan-out delivery. Run benchmarks/run_load.sh once first (it installs and builds
-# the naive server and the load client). Needs 2 cores; about 20 minutes.
+# buffer), idle RSS per connection, and server CPU per fan-out delivery. Run
+# benchmarks/run_load.sh once first (it installs and builds the naive server
+# and the load client). Needs 2 cores; about 20 minutes.
 # Environment: SIZES (default "256 512 1024 16384"), PADS (default "4096 65536").
 set -euo pipefail
 
@@ -29,8 +30,17 @@ for n in $sizes; do
   cmake --build "$repo/build-rb$n" -j"$(nproc)" --target chat_server >/dev/null
 done
 
-# The CPU column of a compare.py table row: | name | rate | cpu | ...
-cpu_of() { awk -F'|' -v who="$1" '$2 ~ who { gsub(/ /, "", $4); print $4; exit }'; }
+# Column N of the compare.py table row that names WHO (| name | rate | cpu | ...:
+# the CPU per message or delivery is column 4, idle KiB per connection column 5).
+column_of() { awk -F'|' -v who="$1" -v n="$2" '$2 ~ who { gsub(/ /, "", $n); print $n; exit }'; }
+# "| ours | naive | ours/naive |" from one compare.py output, CPU column.
+cpu_cells() {
+  local ours naive ratio
+  ours="$(column_of "wsguard chat_server" 4 <<<"$1")"
+  naive="$(column_of "naive room server" 4 <<<"$1")"
+  ratio="$(python3 -c "print(f'{float(\"$ours\") / float(\"$naive\"):.2f}x')" 2>/dev/null || echo -)"
+  echo "$ours | $naive | $ratio"
+}
 
 echo "| read buffer | pings padded by | chat_server CPU µs/msg | naive (16 KiB) µs/msg | ratio |"
 echo "|---:|---:|---:|---:|---:|"
@@ -39,10 +49,7 @@ for pad in $pads; do
     out="$(python3 "$repo/benchmarks/load/compare.py" --build-dir "$load_build" \
       --chat-server "$repo/build-rb$n/examples/chat_server/chat_server" --scenarios pingpong \
       --pingpong-connections 100 --depth 2 --ping-pad-bytes "$pad" --reps 3 --duration-s 4)"
-    ours="$(cpu_of "wsguard chat_server" <<<"$out")"
-    naive="$(cpu_of "naive room server" <<<"$out")"
-    ratio="$(python3 -c "print(f'{float(\"$ours\") / float(\"$naive\"):.2f}x')" 2>/dev/null || echo -)"
-    echo "| $n | $pad | $ours | $naive | $ratio |"
+    echo "| $n | $pad | $(cpu_cells "$out") |"
   done
 done
 
@@ -56,11 +63,8 @@ for n in $sizes; do
   server="$repo/build-rb$n/examples/chat_server/chat_server"
   out="$(python3 "$repo/benchmarks/load/compare.py" --build-dir "$load_build" \
     --chat-server "$server" --scenarios idle --reps 2)"
-  kib="$(awk -F'|' '$2 ~ "wsguard chat_server" { gsub(/ /, "", $5); print $5; exit }' <<<"$out")"
+  kib="$(column_of "wsguard chat_server" 5 <<<"$out")"
   out="$(python3 "$repo/benchmarks/load/compare.py" --build-dir "$load_build" \
     --chat-server "$server" --scenarios fanout --reps 3 --duration-s 5)"
-  ours="$(cpu_of "wsguard chat_server" <<<"$out")"
-  naive="$(cpu_of "naive room server" <<<"$out")"
-  ratio="$(python3 -c "print(f'{float(\"$ours\") / float(\"$naive\"):.2f}x')" 2>/dev/null || echo -)"
-  echo "| $n | $kib | $ours | $naive | $ratio |"
+  echo "| $n | $kib | $(cpu_cells "$out") |"
 done

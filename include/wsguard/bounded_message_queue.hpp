@@ -604,7 +604,7 @@ private:
         } else if constexpr (kFixedSize) {
             return sizeof(T);
         } else {
-            return static_cast<std::size_t>(slot.value.size());
+            return size_of_(slot.value);  // DefaultSizeOf on a noexcept size()
         }
     }
 

@@ -70,9 +70,9 @@ struct basic_asio_lean_single_thread : detail::Lean<::websocketpp::config::asio,
     typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::alevel> alog_type;
 
     struct transport_config : base::transport_config {
-        typedef ::websocketpp::concurrency::none concurrency_type;
-        typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::alevel> alog_type;
-        typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::elevel> elog_type;
+        typedef typename type::concurrency_type concurrency_type;
+        typedef typename type::alog_type alog_type;
+        typedef typename type::elog_type elog_type;
         static const bool enable_multithreading = false;
     };
     typedef ::websocketpp::transport::asio::endpoint<transport_config> transport_type;
