@@ -115,6 +115,43 @@ TEST_CASE("open and close keep the registry and events in step", "[server_guard]
     CHECK(pair.server_handle().expired());
 }
 
+TEST_CASE("the id lives in the connection with the lean configs and in a map otherwise",
+          "[server_guard]") {
+    using Plain = websocketpp::config::core;
+    static_assert(
+        wsguard::wspp::detail::CarriesGuardId<websocketpp::server<Config>::connection_type>::value);
+    static_assert(
+        !wsguard::wspp::detail::CarriesGuardId<websocketpp::server<Plain>::connection_type>::value);
+
+    Fixture f;
+    Pair a(f.server, f.client), b(f.server, f.client);
+    REQUIRE(f.open_ids.size() == 2);
+    CHECK(f.server.get_con_from_hdl(a.server_handle())->wsguard_connection_id == f.open_ids[0]);
+    CHECK(f.guard.id_of(b.server_handle()) == f.open_ids[1]);
+    a.close();
+    CHECK(f.guard.id_of(a.server_handle()) == std::nullopt);
+    CHECK(f.guard.id_of(b.server_handle()) == f.open_ids[1]);
+
+    websocketpp::server<Plain> plain_server;
+    ManualClock clock;
+    wsguard::wspp::ServerGuard<Plain, wsguard::NullMutex, ManualClock> plain(plain_server, {},
+                                                                             clock);
+    std::vector<ConnectionId> opened, closed;
+    auto on_open = plain.on_open.subscribe([&](ConnectionId id) { opened.push_back(id); });
+    auto on_close = plain.on_close.subscribe(
+        [&](ConnectionId id, const wsguard::wspp::CloseInfo&) { closed.push_back(id); });
+    wsguard::test::IostreamPair<Plain> c(plain_server, f.client), d(plain_server, f.client);
+    REQUIRE(opened.size() == 2);
+    CHECK(plain.id_of(c.server_handle()) == opened[0]);
+    CHECK(plain.id_of(d.server_handle()) == opened[1]);
+    CHECK(plain.send(opened[1], "hello") == wsguard::wspp::SendStatus::sent);
+    c.close();
+    CHECK(closed == std::vector<ConnectionId>{opened[0]});
+    CHECK(plain.id_of(c.server_handle()) == std::nullopt);
+    d.close();
+    CHECK(plain.stats().connections == 0);
+}
+
 TEST_CASE("release_handshake_headers drops the header maps after the open listeners ran",
           "[server_guard]") {
     for (const bool release : {false, true}) {
@@ -138,6 +175,66 @@ TEST_CASE("release_handshake_headers drops the header maps after the open listen
         pair.close();
         CHECK(f.guard.stats().connections == 0);
     }
+}
+
+namespace {
+const websocketpp::uri* uri_of(Fixture& f, Pair& pair) {
+    return f.server.get_con_from_hdl(pair.server_handle())->get_uri().get();
+}
+}  // namespace
+
+TEST_CASE("connections that asked for the same URI share one parsed copy", "[server_guard]") {
+    Fixture f;
+    Pair a(f.server, f.client, "ws://localhost/chat");
+    Pair b(f.server, f.client, "ws://localhost/chat");
+    Pair c(f.server, f.client, "ws://localhost/other?x=1");
+    REQUIRE(f.open_ids.size() == 3);
+    CHECK(uri_of(f, a) == uri_of(f, b));
+    CHECK(uri_of(f, a) != uri_of(f, c));
+    CHECK(uri_of(f, a)->get_resource() == "/chat");
+    CHECK(uri_of(f, c)->get_resource() == "/other?x=1");
+    CHECK(f.guard.stats().shared_uris == 2);
+    // Sharing is invisible to the connection: it still sends and closes.
+    CHECK(f.guard.send(f.open_ids[1], "hi") == wsguard::wspp::SendStatus::sent);
+    for (Pair* p : {&a, &b, &c}) {
+        p->close();
+    }
+    CHECK(f.guard.stats().connections == 0);
+}
+
+TEST_CASE("max_shared_uris zero leaves every connection its own URI", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.max_shared_uris = 0;
+    Fixture f(options);
+    Pair a(f.server, f.client, "ws://localhost/chat");
+    Pair b(f.server, f.client, "ws://localhost/chat");
+    REQUIRE(f.open_ids.size() == 2);
+    CHECK(uri_of(f, a) != uri_of(f, b));
+    CHECK(uri_of(f, a)->str() == uri_of(f, b)->str());
+    CHECK(f.guard.stats().shared_uris == 0);
+}
+
+TEST_CASE("the shared URI table is bounded and forgets URIs no connection uses", "[server_guard]") {
+    wsguard::wspp::GuardOptions options;
+    options.max_shared_uris = 1;
+    Fixture f(options);
+    auto a = std::make_unique<Pair>(f.server, f.client, "ws://localhost/a");
+    Pair b1(f.server, f.client, "ws://localhost/b");
+    Pair b2(f.server, f.client, "ws://localhost/b");
+    REQUIRE(f.open_ids.size() == 3);
+    // "/a" is in use and fills the table: the "/b" connections keep their own.
+    CHECK(f.guard.stats().shared_uris == 1);
+    CHECK(uri_of(f, b1) != uri_of(f, b2));
+    CHECK(uri_of(f, b1)->get_resource() == "/b");
+
+    a->close();
+    a->release();
+    a.reset();  // no connection uses "/a" now
+    Pair b3(f.server, f.client, "ws://localhost/b");
+    Pair b4(f.server, f.client, "ws://localhost/b");
+    CHECK(f.guard.stats().shared_uris == 1);
+    CHECK(uri_of(f, b3) == uri_of(f, b4));
+    CHECK(uri_of(f, b3) != uri_of(f, b1));
 }
 
 TEST_CASE("max connections refuses with 1013 and counts it", "[server_guard]") {

@@ -69,14 +69,15 @@ struct ServerOptions {
 };
 
 #ifndef WSGUARD_CHAT_READ_BUFFER_BYTES
-// Bytes each connection reads per call, held for its whole life. 1 KiB (the
-// lean configs' default) is a trade-off, measured in benchmarks/RESULTS.md
-// ("read buffer"): 256 B brings an idle connection from 6.6 to 5.9 KiB, but a
-// read then takes in fewer of a busy publisher's messages, so every member's
-// write carries fewer of them (fan-out CPU per delivery 2.1 -> 3.2 us), and a
-// 4 KiB message costs 25% more CPU. Build with -DWSGUARD_CHAT_READ_BUFFER_BYTES=N
-// to choose: 256 for many idle connections, 16384 for large messages.
-#define WSGUARD_CHAT_READ_BUFFER_BYTES 1024
+// Bytes each connection reads per call, held for its whole life. 512 is a
+// trade-off, measured in benchmarks/RESULTS.md ("Read buffer"): against the
+// lean configs' 1 KiB it saves 0.5 KiB per idle connection and keeps fan-out
+// CPU per delivery (a read still takes in a busy publisher's four pipelined
+// room messages, so every member's write carries as many), and costs 8%
+// more CPU than 1 KiB on 4 KiB and 64 KiB messages. 256 B saves another 0.25 KiB but fan-out
+// costs 1.6x. Build with -DWSGUARD_CHAT_READ_BUFFER_BYTES=N to choose: 16384
+// for large messages.
+#define WSGUARD_CHAT_READ_BUFFER_BYTES 512
 #endif
 
 /// The reference server: websocketpp asio endpoint + ServerGuard + ChatRouter
@@ -106,6 +107,10 @@ public:
         // Lets resident memory fall after a wave of closes (see socket_pool.hpp).
         wsguard::wspp::prewarm_socket_pool(server_.get_io_service(),
                                            options_.guard.max_connections);
+        // No "Server: WebSocket++/0.8.2" header: it tells a scanner the exact
+        // version, and websocketpp keeps every connection's raw handshake
+        // response (and a copy of this string) for the connection's life.
+        server_.set_user_agent("");
         server_.set_reuse_addr(true);
         server_.set_listen_backlog(1024);
         server_.set_http_handler([this](websocketpp::connection_hdl h) { handle_http(h); });

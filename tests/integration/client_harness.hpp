@@ -218,6 +218,7 @@ public:
         std::string remote_reason;
         std::uint16_t local_code = 0;
         std::deque<std::string> texts;
+        std::string server_header;  // of the handshake response
         std::size_t received = 0;
         std::size_t binaries = 0;
         std::size_t pings = 0;
@@ -273,6 +274,11 @@ public:
     std::size_t received() {
         std::lock_guard<std::mutex> lock(st_->m);
         return st_->received;
+    }
+    /// The handshake response's Server header ("" when absent).
+    std::string server_header() {
+        std::lock_guard<std::mutex> lock(st_->m);
+        return st_->server_header;
     }
     std::size_t pings_seen() {
         std::lock_guard<std::mutex> lock(st_->m);
@@ -472,8 +478,13 @@ private:
             return;
         }
         st->hdl = con->get_handle();
-        con->set_open_handler([st](::websocketpp::connection_hdl) {
+        con->set_open_handler([this, st](::websocketpp::connection_hdl h) {
+            std::error_code e;
+            const auto c = ep_.get_con_from_hdl(h, e);
             std::lock_guard<std::mutex> lock(st->m);
+            if (c) {
+                st->server_header = c->get_response_header("Server");
+            }
             st->opened = true;
             st->opened_at = SteadyClock::now();
             st->cv.notify_all();

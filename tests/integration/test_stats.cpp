@@ -182,6 +182,34 @@ TEST_CASE("GET /stats counts connections, rooms and memberships, and returns to 
     CHECK(server.stop());
 }
 
+TEST_CASE("no Server header and connections to one path share one parsed URI", "[stats]") {
+    ServerRunner<> server;
+    const auto page = wsguard::test::http_get(server.port(), "/stats");
+    REQUIRE(page);
+    CHECK(page->head.find("Server:") == std::string::npos);
+
+    ClientEndpoint clients;
+    std::vector<std::shared_ptr<wsguard::test::ClientConnection>> all;
+    for (const char* path : {"/", "/", "/", "/chat", "/chat"}) {
+        wsguard::test::ConnectOptions opts;
+        opts.path = path;
+        auto c = clients.connect_open(server.port(), opts);
+        REQUIRE(c);
+        CHECK(c->server_header().empty());
+        REQUIRE(c->round_trip());
+        all.push_back(c);
+    }
+    json s;
+    REQUIRE(stats_eventually(
+        server.port(), [](const json& j) { return stat_of(j, "connections") == 5; }, s));
+    CHECK(stat_of(s, "memory", "shared_uris") == 2);
+    for (auto& c : all) {
+        c->close();
+        REQUIRE(c->wait_closed());
+    }
+    CHECK(server.stop());
+}
+
 TEST_CASE("GET /metrics is Prometheus text with the wsguard_ prefix", "[stats]") {
     ServerRunner<> server;
     ClientEndpoint clients;

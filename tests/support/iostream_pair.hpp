@@ -29,7 +29,8 @@ class IostreamPair {
 public:
     using Server = websocketpp::server<ServerConfig>;
 
-    IostreamPair(Server& server, MemoryClient& client) : buffers_(std::make_shared<Buffers>()) {
+    IostreamPair(Server& server, MemoryClient& client, const std::string& uri = "ws://localhost/")
+        : buffers_(std::make_shared<Buffers>()) {
         std::weak_ptr<Buffers> weak = buffers_;
         server_con_ = server.get_connection();
         server_con_->set_write_handler(
@@ -46,7 +47,7 @@ public:
             return std::error_code();
         });
         std::error_code ec;
-        client_con_ = client.get_connection("ws://localhost/", ec);
+        client_con_ = client.get_connection(uri, ec);
         client_con_->set_write_handler(
             [weak](websocketpp::connection_hdl, const char* data, std::size_t len) {
                 if (auto b = weak.lock()) {

@@ -41,11 +41,13 @@
 #include <websocketpp/frame.hpp>
 #include <websocketpp/processors/hybi13.hpp>
 #include <websocketpp/server.hpp>
+#include <websocketpp/uri.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -112,6 +114,13 @@ struct GuardOptions {
     /// clients). Afterwards get_request_header() and friends return empty.
     /// For servers that hold many mostly idle connections.
     bool release_handshake_headers = false;
+    /// websocketpp parses a URI per connection and keeps it for the
+    /// connection's life (~130 B on the heap). Connections that asked for the
+    /// same URI share one parsed copy (a URI is immutable once parsed) from a
+    /// table of at most this many distinct URIs; entries no connection uses
+    /// are dropped when the table is full. Connections whose URI finds no room
+    /// keep their own. Zero disables sharing.
+    std::size_t max_shared_uris = 64;
 };
 
 /// What a send did. Every value but `sent` is also counted in stats().
@@ -180,6 +189,7 @@ struct GuardStats {
     std::uint64_t pings_sent = 0;
     std::uint64_t pongs_received = 0;
     std::uint64_t memory_trims = 0;
+    std::size_t shared_uris = 0;  ///< distinct parsed URIs the connections share
     bool shutting_down = false;
     RegistryStats registry{};
     RoomStats room_index{};
@@ -193,6 +203,15 @@ template <class T>
 struct HasStopListening<
     T, std::void_t<decltype(std::declval<T&>().stop_listening(std::declval<std::error_code&>()))>>
     : std::true_type {};
+
+/// Whether the config's connections carry the guard's id (GuardConnectionBase).
+template <class Connection, class = void>
+struct CarriesGuardId : std::false_type {};
+template <class Connection>
+struct CarriesGuardId<
+    Connection,
+    std::enable_if_t<std::is_same_v<decltype(std::declval<Connection&>().wsguard_connection_id),
+                                    std::atomic<std::uint64_t>>>> : std::true_type {};
 
 /// True unless `text` ends inside a UTF-8 sequence. websocketpp validates
 /// every byte of a text message as it arrives, but checks that the message
@@ -238,6 +257,7 @@ template <class Config, class Lock = NullMutex, class Clock = std::chrono::stead
 class ServerGuard {
 public:
     using server_type = ::websocketpp::server<Config>;
+    using connection_type = typename server_type::connection_type;
     using connection_ptr = typename server_type::connection_ptr;
     using message_ptr = typename server_type::message_ptr;
     using Registry = ConnectionRegistry<::websocketpp::connection_hdl, detail::GuardConnectionState,
@@ -484,13 +504,20 @@ public:
 
     /// Effect: the id the guard gave the connection behind `hdl`, if admitted.
     std::optional<ConnectionId> id_of(const ::websocketpp::connection_hdl& hdl) const {
-        auto key = hdl.lock();
-        std::lock_guard<Lock> lock(ids_mutex_);
-        auto it = ids_.find(key.get());
-        if (it == ids_.end()) {
-            return std::nullopt;
+        if constexpr (carries_id) {
+            const auto con = std::static_pointer_cast<connection_type>(hdl.lock());
+            const ConnectionId id =
+                con ? con->wsguard_connection_id.load(std::memory_order_acquire) : 0;
+            return id != 0 ? std::optional<ConnectionId>(id) : std::nullopt;
+        } else {
+            auto key = hdl.lock();
+            std::lock_guard<Lock> lock(ids_mutex_);
+            auto it = ids_.find(key.get());
+            if (it == ids_.end()) {
+                return std::nullopt;
+            }
+            return it->second;
         }
-        return it->second;
     }
 
     /// Effect: a snapshot of every count; queued_bytes walks the connections (O(n)).
@@ -522,6 +549,10 @@ public:
         s.pings_sent = pings_sent_.load(std::memory_order_relaxed);
         s.pongs_received = pongs_.load(std::memory_order_relaxed);
         s.memory_trims = trims_.load(std::memory_order_relaxed);
+        {
+            std::lock_guard<Lock> lock(uris_mutex_);
+            s.shared_uris = shared_uris_.size();
+        }
         s.shutting_down = shutting_down_;
         return s;
     }
@@ -548,6 +579,10 @@ private:
     }
 
     void handle_open(::websocketpp::connection_hdl hdl) {
+        if (options_.max_shared_uris > 0) {
+            // Before the connection is registered: no other thread knows it yet.
+            share_uri(hdl);
+        }
         AddResult added = registry_.try_add(hdl);
         if (!added) {
             rejected_.fetch_add(1, std::memory_order_relaxed);
@@ -555,7 +590,11 @@ private:
                          "Server at capacity, try again later");
             return;
         }
-        {
+        if constexpr (carries_id) {
+            if (const auto con = std::static_pointer_cast<connection_type>(hdl.lock())) {
+                con->wsguard_connection_id.store(added.id, std::memory_order_release);
+            }
+        } else {
             auto key = hdl.lock();
             std::lock_guard<Lock> lock(ids_mutex_);
             ids_[key.get()] = added.id;
@@ -565,6 +604,35 @@ private:
         if (options_.release_handshake_headers) {
             release_headers(hdl);
         }
+    }
+
+    void share_uri(const ::websocketpp::connection_hdl& hdl) {
+        std::error_code ec;
+        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        if (ec || !con) {
+            return;
+        }
+        ::websocketpp::uri_ptr uri = con->get_uri();
+        if (!uri) {
+            return;
+        }
+        std::string key = uri->str();
+        std::lock_guard<Lock> lock(uris_mutex_);
+        if (auto it = shared_uris_.find(key); it != shared_uris_.end()) {
+            con->set_uri(it->second);
+            return;
+        }
+        if (shared_uris_.size() >= options_.max_shared_uris) {
+            // Only the table holds these (it alone hands out copies, under
+            // the lock): no connection uses them any more.
+            for (auto it = shared_uris_.begin(); it != shared_uris_.end();) {
+                it = it->second.use_count() == 1 ? shared_uris_.erase(it) : std::next(it);
+            }
+            if (shared_uris_.size() >= options_.max_shared_uris) {
+                return;
+            }
+        }
+        shared_uris_.emplace(std::move(key), std::move(uri));
     }
 
     // websocketpp offers the parsed request and response only as const
@@ -599,7 +667,11 @@ private:
         std::error_code ec;
         connection_ptr con = server_.get_con_from_hdl(hdl, ec);
         ConnectionId id = 0;
-        {
+        if constexpr (carries_id) {
+            if (con) {
+                id = con->wsguard_connection_id.exchange(0, std::memory_order_acq_rel);
+            }
+        } else {
             std::lock_guard<Lock> lock(ids_mutex_);
             auto it = ids_.find(con.get());
             if (it != ids_.end()) {
@@ -821,9 +893,14 @@ private:
     Registry registry_;
     Rooms rooms_;
 
+    static constexpr bool carries_id = detail::CarriesGuardId<connection_type>::value;
+    // Configs whose connections do not carry the id: connection address -> id,
+    // erased on close/fail.
     mutable Lock ids_mutex_;
-    std::unordered_map<const void*, ConnectionId>
-        ids_;  // connection address -> id, erased on close/fail
+    std::unordered_map<const void*, ConnectionId> ids_;
+
+    mutable Lock uris_mutex_;
+    std::unordered_map<std::string, ::websocketpp::uri_ptr> shared_uris_;  // str() -> parsed
 
     typename Config::rng_type rng_;
     typename Config::con_msg_manager_type::ptr msg_manager_;
