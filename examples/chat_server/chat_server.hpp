@@ -73,8 +73,8 @@ struct ServerOptions {
 // trade-off, measured in benchmarks/RESULTS.md ("Read buffer"): against the
 // lean configs' 1 KiB it saves 0.5 KiB per idle connection and keeps fan-out
 // CPU per delivery (a read still takes in a busy publisher's four pipelined
-// room messages, so every member's write carries as many), and costs 8%
-// more CPU than 1 KiB on 4 KiB and 64 KiB messages. 256 B saves another 0.25 KiB but fan-out
+// room messages, so every member's write carries as many), and costs 8% more
+// CPU on 4 KiB and 64 KiB messages. 256 B saves another 0.25 KiB but fan-out
 // costs 1.6x. Build with -DWSGUARD_CHAT_READ_BUFFER_BYTES=N to choose: 16384
 // for large messages.
 #define WSGUARD_CHAT_READ_BUFFER_BYTES 512

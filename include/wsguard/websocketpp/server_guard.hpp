@@ -579,9 +579,11 @@ private:
     }
 
     void handle_open(::websocketpp::connection_hdl hdl) {
-        if (options_.max_shared_uris > 0) {
+        std::error_code ec;
+        const connection_ptr con = server_.get_con_from_hdl(hdl, ec);
+        if (con && options_.max_shared_uris > 0) {
             // Before the connection is registered: no other thread knows it yet.
-            share_uri(hdl);
+            share_uri(*con);
         }
         AddResult added = registry_.try_add(hdl);
         if (!added) {
@@ -591,35 +593,29 @@ private:
             return;
         }
         if constexpr (carries_id) {
-            if (const auto con = std::static_pointer_cast<connection_type>(hdl.lock())) {
+            if (con) {
                 con->wsguard_connection_id.store(added.id, std::memory_order_release);
             }
         } else {
-            auto key = hdl.lock();
             std::lock_guard<Lock> lock(ids_mutex_);
-            ids_[key.get()] = added.id;
+            ids_[con.get()] = added.id;
         }
         opened_.fetch_add(1, std::memory_order_relaxed);
         on_open.emit(added.id);
-        if (options_.release_handshake_headers) {
-            release_headers(hdl);
+        if (con && options_.release_handshake_headers) {
+            release_headers(*con);
         }
     }
 
-    void share_uri(const ::websocketpp::connection_hdl& hdl) {
-        std::error_code ec;
-        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
-        if (ec || !con) {
-            return;
-        }
-        ::websocketpp::uri_ptr uri = con->get_uri();
+    void share_uri(connection_type& con) {
+        ::websocketpp::uri_ptr uri = con.get_uri();
         if (!uri) {
             return;
         }
         std::string key = uri->str();
         std::lock_guard<Lock> lock(uris_mutex_);
         if (auto it = shared_uris_.find(key); it != shared_uris_.end()) {
-            con->set_uri(it->second);
+            con.set_uri(it->second);
             return;
         }
         if (shared_uris_.size() >= options_.max_shared_uris) {
@@ -639,16 +635,9 @@ private:
     // references, but the objects are the connection's own non-const members
     // and nothing in websocketpp reads their headers after the open handler
     // (the open is logged before it runs).
-    void release_headers(const ::websocketpp::connection_hdl& hdl) {
-        std::error_code ec;
-        connection_ptr con = server_.get_con_from_hdl(hdl, ec);
-        if (ec || !con) {
-            return;
-        }
-        clear_headers(
-            const_cast<typename server_type::connection_type::request_type&>(con->get_request()));
-        clear_headers(
-            const_cast<typename server_type::connection_type::response_type&>(con->get_response()));
+    static void release_headers(connection_type& con) {
+        clear_headers(const_cast<typename connection_type::request_type&>(con.get_request()));
+        clear_headers(const_cast<typename connection_type::response_type&>(con.get_response()));
     }
 
     template <class Message>
