@@ -134,15 +134,16 @@ inline CheckResult memory_usage_check(const HealthSample& s, const CheckOptions&
     return r;
 }
 
-inline CheckResult memory_growth_check(const HealthSample& s, const LeakTriage* triage) {
+// `triage`: the triage's options, nullptr without a triage; `v`: its resident verdict.
+inline CheckResult memory_growth_check(const HealthSample& s, const TriageOptions* triage,
+                                       const GrowthVerdict& v) {
     const GrowthOptions defaults = TriageOptions{}.resident_bytes;
-    const GrowthOptions& g = triage ? triage->options().resident_bytes : defaults;
+    const GrowthOptions& g = triage ? triage->resident_bytes : defaults;
     const double w = g.warning_per_hour;
     const double c = g.critical_per_hour;
     if (triage == nullptr) {
         return unmeasured("memory_growth", w, c, "no triage to take samples");
     }
-    const GrowthVerdict v = triage->verdict(HealthSeries::resident_bytes);
     if (v.level == GrowthLevel::insufficient_data) {
         return unmeasured("memory_growth", w, c,
                           "collecting resident memory samples (" + std::to_string(v.samples) +
@@ -249,6 +250,42 @@ inline CheckResult fragmentation_check(const HealthSample& s, const CheckOptions
 
 }  // namespace detail
 
+namespace detail {
+
+// evaluate_health's work; `triage` and `verdicts` are both null (no triage)
+// or both set.
+inline HealthReport evaluate(const HealthSample& sample, const CheckOptions& options,
+                             const TriageOptions* triage, const SeriesVerdicts* verdicts) {
+    validate(options);
+    GrowthVerdict resident{};  // insufficient_data
+    if (verdicts != nullptr) {
+        for (const SeriesVerdict& sv : *verdicts) {
+            if (sv.series == HealthSeries::resident_bytes) {
+                resident = sv.verdict;
+            }
+        }
+    }
+    HealthReport report;
+    report.checks.reserve(5);
+    report.checks.push_back(memory_usage_check(sample, options));
+    report.checks.push_back(memory_growth_check(sample, triage, resident));
+    report.checks.push_back(listeners_check(sample, options));
+    report.checks.push_back(connections_check(sample, options));
+    report.checks.push_back(fragmentation_check(sample, options));
+    if (verdicts != nullptr) {
+        report.findings = LeakTriage::findings(*verdicts);
+    }
+    for (const CheckResult& c : report.checks) {
+        report.level = worst(report.level, c.level);
+    }
+    for (const Finding& f : report.findings) {
+        report.level = worst(report.level, f.level);
+    }
+    return report;
+}
+
+}  // namespace detail
+
 /// Effect: Runs the five checks on `sample` (memory_usage, memory_growth,
 ///         listeners, connections, fragmentation, in that order) and adds the
 ///         triage's findings; the report's level is the worst of them all.
@@ -263,24 +300,24 @@ inline CheckResult fragmentation_check(const HealthSample& s, const CheckOptions
 ///             std::bad_alloc.
 inline HealthReport evaluate_health(const HealthSample& sample, const CheckOptions& options,
                                     const LeakTriage* triage) {
-    detail::validate(options);
-    HealthReport report;
-    report.checks.reserve(5);
-    report.checks.push_back(detail::memory_usage_check(sample, options));
-    report.checks.push_back(detail::memory_growth_check(sample, triage));
-    report.checks.push_back(detail::listeners_check(sample, options));
-    report.checks.push_back(detail::connections_check(sample, options));
-    report.checks.push_back(detail::fragmentation_check(sample, options));
-    if (triage != nullptr) {
-        report.findings = triage->findings();
+    if (triage == nullptr) {
+        return detail::evaluate(sample, options, nullptr, nullptr);
     }
-    for (const CheckResult& c : report.checks) {
-        report.level = worst(report.level, c.level);
-    }
-    for (const Finding& f : report.findings) {
-        report.level = worst(report.level, f.level);
-    }
-    return report;
+    const SeriesVerdicts verdicts = triage->verdicts();
+    return detail::evaluate(sample, options, &triage->options(), &verdicts);
+}
+
+/// Effect: evaluate_health(sample, options, &triage) for a triage built with
+///         `triage_options` whose verdicts() were `verdicts`: the same report,
+///         from verdicts taken earlier (e.g. copied under a lock, so the
+///         strings are built outside it).
+/// Fails: As evaluate_health with a triage.
+/// Thread safety: Safe.
+/// Exceptions: std::invalid_argument (see evaluate_health); std::bad_alloc.
+inline HealthReport evaluate_health(const HealthSample& sample, const CheckOptions& options,
+                                    const TriageOptions& triage_options,
+                                    const SeriesVerdicts& verdicts) {
+    return detail::evaluate(sample, options, &triage_options, &verdicts);
 }
 
 }  // namespace wsguard

@@ -101,6 +101,16 @@ struct TriageStats {
     std::array<GrowthStats, health_series_count> series{};
 };
 
+/// One series' verdict, named (see LeakTriage::verdicts()).
+struct SeriesVerdict {
+    HealthSeries series = HealthSeries::resident_bytes;
+    GrowthVerdict verdict{};
+};
+
+/// The verdict of every series, in the order of all_health_series:
+/// element i is the verdict of all_health_series[i].
+using SeriesVerdicts = std::array<SeriesVerdict, health_series_count>;
+
 /// Which series grows with memory: the triage walk of a leak hunt, automated.
 ///
 /// Owns one GrowthRateDetector per HealthSeries and feeds all of them from
@@ -177,6 +187,20 @@ public:
     /// Exceptions: nothrow.
     GrowthVerdict verdict(HealthSeries series) const noexcept { return at(series).verdict(); }
 
+    /// Effect: Returns verdict(s) for every s in all_health_series, in that
+    ///         order. O(series x window), no allocation.
+    /// Fails: Never fails.
+    /// Thread safety: Unsafe on a shared object being written.
+    /// Exceptions: nothrow.
+    SeriesVerdicts verdicts() const noexcept {
+        SeriesVerdicts out{};
+        for (std::size_t i = 0; i < health_series_count; ++i) {
+            out[i].series = all_health_series[i];
+            out[i].verdict = verdict(all_health_series[i]);
+        }
+        return out;
+    }
+
     /// Effect: Returns the worse level of the resident and heap detectors
     ///         (ok while either has no verdict yet and the other is ok).
     /// Fails: Never fails.
@@ -193,10 +217,20 @@ public:
     /// Fails: Never fails.
     /// Thread safety: Unsafe on a shared object being written.
     /// Exceptions: std::bad_alloc (strings); the triage is unchanged.
-    std::vector<Finding> findings() const {
-        std::array<GrowthVerdict, health_series_count> v{};
-        for (HealthSeries s : all_health_series) {
-            v[index(s)] = verdict(s);
+    std::vector<Finding> findings() const { return findings(verdicts()); }
+
+    /// Effect: Applies the rules in the class comment to `verdicts` (taken
+    ///         earlier, e.g. under a lock by BasicHealthMonitor) and returns the
+    ///         findings in HealthSeries order: findings(verdicts()) is
+    ///         findings(). A series listed twice counts with its last verdict;
+    ///         a series not listed counts as insufficient_data (never grows).
+    /// Fails: Never fails.
+    /// Thread safety: Safe.
+    /// Exceptions: std::bad_alloc (strings).
+    static std::vector<Finding> findings(const SeriesVerdicts& verdicts) {
+        std::array<GrowthVerdict, health_series_count> v{};  // insufficient_data
+        for (const SeriesVerdict& sv : verdicts) {
+            v[index(sv.series)] = sv.verdict;
         }
         const GrowthVerdict& resident = v[index(HealthSeries::resident_bytes)];
         const GrowthVerdict& heap = v[index(HealthSeries::heap_bytes)];
