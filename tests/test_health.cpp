@@ -1,5 +1,6 @@
 // Tests for wsguard's health checks (the checklist), LeakTriage (which series
-// grows with memory), HealthMonitor, the report's JSON and
+// grows with memory), HealthMonitor (its history, verdicts() and the
+// locked SyncHealthMonitor), the report's JSON and
 // CriticalSnapshotWriter. Time is synthetic (ManualClock, explicit wall
 // times); files go to a temporary directory each test creates and removes.
 #include <wsguard/health.hpp>
@@ -9,6 +10,8 @@
 #include "support/manual_clock.hpp"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -22,6 +25,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -1000,6 +1004,257 @@ TEST_CASE("HealthMonitor: report() is evaluate_health on the latest sample and i
     CHECK(r.level == HealthLevel::critical);
     CHECK(r.level == worst_of(r));
     CHECK(monitor.options().checks.max_connections == 2000);
+}
+
+// The history keeps the last history_samples (time, sample) pairs, oldest
+// first: checked after every count of samples from 0 to 2N + 3 (fewer than N,
+// exactly N, N + k) against the definition, the tail of every sample given.
+TEST_CASE("HealthMonitor: history keeps the last N samples, oldest first", "[health]") {
+    constexpr std::size_t N = 5;
+    wsguard::HealthOptions options;
+    options.history_samples = N;
+    HealthMonitor monitor(options);
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+
+    CHECK(monitor.history().empty());
+    CHECK(monitor.stats().history_size == 0);
+    CHECK(monitor.stats().history_capacity == N);
+
+    std::vector<wsguard::HealthHistoryEntry> given;
+    for (std::size_t i = 0; i < 2 * N + 3; ++i) {
+        HealthSample s = baseline();
+        s.connections = i;
+        s.queued_bytes = 1000 + i;
+        const auto t = t0 + interval * static_cast<int>(i);
+        monitor.sample(t, s);
+        given.push_back({t, s});
+
+        const std::size_t kept = std::min(given.size(), N);
+        const auto h = monitor.history();
+        REQUIRE(h.size() == kept);
+        for (std::size_t k = 0; k < kept; ++k) {
+            const auto& expected = given[given.size() - kept + k];
+            CHECK(h[k].time == expected.time);
+            CHECK(h[k].sample.connections == expected.sample.connections);
+            CHECK(h[k].sample.queued_bytes == expected.sample.queued_bytes);
+            CHECK(h[k].sample.memory.resident_bytes == expected.sample.memory.resident_bytes);
+        }
+        const auto stats = monitor.stats();
+        CHECK(stats.history_size == kept);
+        CHECK(stats.history_capacity == N);
+        CHECK(stats.samples == given.size());
+    }
+
+    // The history keeps the calls' order and times; the triage ignores the
+    // out-of-order sample (counted in its detectors' stats).
+    HealthSample late = baseline();
+    late.connections = 999;
+    monitor.sample(t0, late);
+    const auto h = monitor.history();
+    REQUIRE(h.size() == N);
+    CHECK(h.back().time == t0);
+    CHECK(h.back().sample.connections == 999);
+    CHECK(h.front().sample.connections == given[given.size() - N + 1].sample.connections);
+    CHECK(monitor.latest().connections == 999);
+    const auto connections = static_cast<std::size_t>(HealthSeries::connections);
+    CHECK(monitor.stats().series[connections].ignored_out_of_order == 1);
+}
+
+TEST_CASE("HealthMonitor: history_samples 0 (the default) keeps no history", "[health]") {
+    CHECK(wsguard::HealthOptions{}.history_samples == 0);
+    HealthMonitor monitor;
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+    for (int i = 0; i < 10; ++i) {
+        monitor.sample(t0 + interval * i, baseline());
+    }
+    CHECK(monitor.history().empty());
+    CHECK(monitor.stats().history_size == 0);
+    CHECK(monitor.stats().history_capacity == 0);
+    CHECK(monitor.stats().samples == 10);
+}
+
+namespace {
+
+void check_same_verdict(const wsguard::GrowthVerdict& a, const wsguard::GrowthVerdict& b) {
+    CHECK(a.level == b.level);
+    CHECK(a.growth_per_hour == b.growth_per_hour);
+    CHECK(a.r_squared == b.r_squared);
+    CHECK(a.samples == b.samples);
+    CHECK(a.latest == b.latest);
+    CHECK(a.time_to_limit == b.time_to_limit);
+}
+
+// verdicts()[i] is all_health_series[i] with triage().verdict() of it.
+template <class Monitor>
+void check_verdicts_match_triage(const Monitor& monitor) {
+    const wsguard::SeriesVerdicts v = monitor.verdicts();
+    const wsguard::SeriesVerdicts direct = monitor.triage().verdicts();
+    for (std::size_t i = 0; i < wsguard::health_series_count; ++i) {
+        const HealthSeries s = wsguard::all_health_series[i];
+        INFO("series " << wsguard::to_string(s));
+        CHECK(v[i].series == s);
+        check_same_verdict(v[i].verdict, monitor.triage().verdict(s));
+        CHECK(direct[i].series == s);
+        check_same_verdict(direct[i].verdict, monitor.triage().verdict(s));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("HealthMonitor: verdicts() is triage().verdict(s) for every series, in order",
+          "[health]") {
+    wsguard::HealthOptions options;
+    options.triage.resident_bytes.limit = 4096.0 * MiBd;  // so time_to_limit is set
+    HealthMonitor monitor(options);
+    wsguard::SyncHealthMonitor sync(options);
+
+    // Before any sample: every series has insufficient data.
+    check_verdicts_match_triage(monitor);
+    for (const auto& sv : monitor.verdicts()) {
+        CHECK(sv.verdict.level == GrowthLevel::insufficient_data);
+    }
+
+    // Resident grows (warning), connections grow (critical), the heap is never
+    // read (insufficient_data), rooms are noisy (ok), the rest flat (ok).
+    Noise noise;
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+    for (int i = 0; i < window_samples + 5; ++i) {
+        const double hours = std::chrono::duration<double, std::ratio<3600>>(interval * i).count();
+        HealthSample s = baseline();
+        s.memory.heap_in_use_bytes.reset();
+        s.memory.resident_bytes = bytes_at(500, 80, hours);
+        s.connections = count_at(1000, 720, hours);
+        s.rooms = static_cast<std::size_t>(50 + 20 * noise());
+        monitor.sample(t0 + interval * i, s);
+        sync.sample(t0 + interval * i, s);
+        if (i == 3 || i == window_samples / 2 || i == window_samples + 4) {
+            check_verdicts_match_triage(monitor);
+            check_verdicts_match_triage(sync);
+        }
+    }
+    const auto v = monitor.verdicts();
+    const auto at = [&](HealthSeries s) { return v[static_cast<std::size_t>(s)].verdict; };
+    CHECK(at(HealthSeries::resident_bytes).level == GrowthLevel::warning);
+    CHECK(at(HealthSeries::resident_bytes).time_to_limit.has_value());
+    CHECK(at(HealthSeries::connections).level == GrowthLevel::critical);
+    CHECK(at(HealthSeries::heap_bytes).level == GrowthLevel::insufficient_data);
+    CHECK(at(HealthSeries::rooms).level == GrowthLevel::ok);
+    CHECK(at(HealthSeries::listeners).level == GrowthLevel::ok);
+
+    // The findings and the report on those verdicts are the triage's own.
+    CHECK(series_of(LeakTriage::findings(v)) == series_of(monitor.triage().findings()));
+    const auto report = monitor.report();
+    const auto direct =
+        wsguard::evaluate_health(monitor.latest(), options.checks, &monitor.triage());
+    const auto from_verdicts =
+        wsguard::evaluate_health(monitor.latest(), options.checks, options.triage, v);
+    CHECK(wsguard::to_json(report) == wsguard::to_json(direct));
+    CHECK(wsguard::to_json(from_verdicts) == wsguard::to_json(direct));
+    CHECK(wsguard::to_json(sync.report()) == wsguard::to_json(report));
+    REQUIRE(finding(report, "connections") != nullptr);
+
+    // The locked form returns copies that match the unlocked one.
+    const HealthSample latest = sync.latest();
+    CHECK(latest.connections == monitor.latest().connections);
+    CHECK(latest.memory.resident_bytes == monitor.latest().memory.resident_bytes);
+    CHECK(sync.stats().samples == monitor.stats().samples);
+}
+
+// One thread samples while two read; run it under ThreadSanitizer
+// (WSGUARD_SANITIZE=thread; test_health "[threaded]") to check the locking.
+// Catch's macros are not thread-safe, so the threads count what they see and
+// the test checks after join. No sleeps: each thread does a fixed number of
+// calls.
+TEST_CASE("SyncHealthMonitor: one sampler and two readers on one monitor", "[health][threaded]") {
+    constexpr std::size_t capacity = 32;
+    constexpr int samples = 1500;
+    constexpr int reads = 150;
+    wsguard::HealthOptions options;
+    options.history_samples = capacity;
+    options.triage.connections.window = 16;
+    options.triage.connections.min_samples = 8;
+    wsguard::SyncHealthMonitor monitor(options);
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+
+    // The three threads start together, so their calls overlap.
+    std::atomic<int> ready{0};
+    auto start_together = [&ready] {
+        ready.fetch_add(1);
+        while (ready.load() < 3) {
+            std::this_thread::yield();
+        }
+    };
+
+    std::thread sampler([&] {
+        start_together();
+        for (int i = 0; i < samples; ++i) {
+            HealthSample s = baseline();
+            s.connections = static_cast<std::size_t>(i);
+            monitor.sample(t0 + interval * i, s);
+        }
+    });
+
+    struct Seen {
+        int bad_history = 0;   // not oldest first, not consecutive or over capacity
+        int bad_report = 0;    // not five checks
+        int bad_verdicts = 0;  // series out of order
+        int bad_stats = 0;     // samples went backwards, or size beyond capacity
+    };
+    std::array<Seen, 2> seen{};
+    auto reader = [&](Seen& out) {
+        start_together();
+        std::uint64_t last_samples = 0;
+        for (int r = 0; r < reads; ++r) {
+            const auto h = monitor.history();
+            if (h.size() > capacity) {
+                ++out.bad_history;
+            }
+            for (std::size_t k = 1; k < h.size(); ++k) {
+                if (h[k].sample.connections != h[k - 1].sample.connections + 1 ||
+                    h[k].time - h[k - 1].time != interval) {
+                    ++out.bad_history;
+                }
+            }
+            if (monitor.report().checks.size() != 5) {
+                ++out.bad_report;
+            }
+            const auto v = monitor.verdicts();
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                if (v[i].series != wsguard::all_health_series[i]) {
+                    ++out.bad_verdicts;
+                }
+            }
+            const auto stats = monitor.stats();
+            if (stats.samples < last_samples || stats.history_size > capacity ||
+                stats.history_capacity != capacity ||
+                stats.history_size != std::min<std::uint64_t>(stats.samples, capacity)) {
+                ++out.bad_stats;
+            }
+            last_samples = stats.samples;
+            (void)monitor.latest();
+        }
+    };
+    std::thread first(reader, std::ref(seen[0]));
+    std::thread second(reader, std::ref(seen[1]));
+    sampler.join();
+    first.join();
+    second.join();
+
+    for (const Seen& s : seen) {
+        CHECK(s.bad_history == 0);
+        CHECK(s.bad_report == 0);
+        CHECK(s.bad_verdicts == 0);
+        CHECK(s.bad_stats == 0);
+    }
+    const auto h = monitor.history();
+    REQUIRE(h.size() == capacity);
+    CHECK(h.front().sample.connections == samples - capacity);
+    CHECK(h.back().sample.connections == samples - 1);
+    CHECK(monitor.latest().connections == samples - 1);
+    CHECK(monitor.stats().samples == samples);
+    // One more connection every 10 s: 360/h, at or above the 60/h warning.
+    CHECK(monitor.verdicts()[static_cast<std::size_t>(HealthSeries::connections)].verdict.level ==
+          GrowthLevel::warning);
 }
 
 // ---------------------------------------------------------------------------
