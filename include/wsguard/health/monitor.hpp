@@ -67,8 +67,9 @@ inline constexpr bool nothrow_lock = noexcept(std::declval<Lock&>().lock());
 ///
 /// @tparam Lock NullMutex (HealthMonitor) or std::mutex (SyncHealthMonitor).
 ///              With std::mutex a member may also throw std::system_error
-///              from lock(); "nothrow" below means the monitor's own work,
-///              and the members marked noexcept are so only with NullMutex.
+///              from lock(); "nothrow" below means the monitor's own work:
+///              sample(), verdicts(), latest() and stats() are noexcept
+///              only with a lock whose lock() is (NullMutex).
 ///
 /// Thread safety: Distinct objects: Safe. Shared objects: with NullMutex,
 /// Unsafe (guard sample() and the readers with one mutex, e.g. the
