@@ -248,10 +248,6 @@ inline CheckResult fragmentation_check(const HealthSample& s, const CheckOptions
     return r;
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // evaluate_health's work; `triage` and `verdicts` are both null (no triage)
 // or both set.
 inline HealthReport evaluate(const HealthSample& sample, const CheckOptions& options,
