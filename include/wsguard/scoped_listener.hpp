@@ -9,34 +9,24 @@
 // signal_base / scoped_connection: the lock is a policy (Emitter for one io
 // thread, SyncEmitter for several), listeners run outside the lock, and a
 // handle that outlives its emitter is inert.
+//
+// This header is the public face; the machinery lives in emitter/:
+// single_thread_core.hpp (Emitter's algorithm), locked_core.hpp (SyncEmitter's
+// and any other real lock's), slot.hpp (the subscription record both share)
+// and slot_allocator.hpp (the per-thread cache of subscription blocks).
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
-#include <new>
-#include <optional>
-#include <thread>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
-#include <wsguard/emitter/slot_allocator.hpp>
+#include <wsguard/emitter/locked_core.hpp>
+#include <wsguard/emitter/single_thread_core.hpp>
+#include <wsguard/emitter/slot.hpp>
 #include <wsguard/null_mutex.hpp>
-
-// Keeps rare paths out of Emitter's emit so the hot loop stays small enough
-// to inline into the caller.
-#if defined(__GNUC__) || defined(__clang__)
-#define WSGUARD_DETAIL_COLD __attribute__((noinline, cold))
-#define WSGUARD_DETAIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define WSGUARD_DETAIL_COLD
-#define WSGUARD_DETAIL_UNLIKELY(x) (x)
-#endif
 
 namespace wsguard {
 
@@ -58,24 +48,8 @@ struct EmitterStats {
     std::uint64_t owner_expired = 0;
 };
 
-namespace detail {
-
-/// What a ScopedListener points at: the type-erased face of one subscription.
-class SlotBase {
-public:
-    SlotBase() = default;
-    SlotBase(const SlotBase&) = delete;
-    SlotBase& operator=(const SlotBase&) = delete;
-    virtual ~SlotBase() = default;
-
-    virtual void disconnect() noexcept = 0;
-    virtual bool connected() const noexcept = 0;
-};
-
 template <class Lock, class... Args>
-class EmitterCore;
-
-}  // namespace detail
+class BasicEmitter;
 
 /// RAII subscription handle returned by BasicEmitter::subscribe(): while it
 /// is connected, emit() calls its listener; destroying or reset()ting it
@@ -176,7 +150,7 @@ public:
 
 private:
     template <class, class...>
-    friend class detail::EmitterCore;
+    friend class BasicEmitter;
 
     explicit ScopedListener(std::shared_ptr<detail::SlotBase> slot) noexcept
         : slot_(std::move(slot)) {}
@@ -186,962 +160,32 @@ private:
 
 namespace detail {
 
+/// Which algorithm an emitter runs, by its lock, and how the emitter holds
+/// it. Any real lock: LockedCore, in a block of its own that the slots
+/// refer to through weak_ptrs, which a reset() racing the emitter's
+/// destruction may keep alive for a moment.
 template <class Lock, class... Args>
-class Slot;
-
-/// Room for a callable stored in an Emitter entry itself (like
-/// std::function's small-object buffer): two pointers.
-inline constexpr std::size_t kInlineSize = 2 * sizeof(void*);
-
-/// Emitter (NullMutex): one listener in the contiguous array that emit
-/// walks. slot == nullptr marks a tombstone, whose call does nothing, so
-/// emit calls every entry without a test. Trivially copyable, so the array
-/// may move entries (only while no emit runs).
-template <class Lock, class... Args>
-struct Entry {
-    /// Calls the callable held in (or pointed to by) `storage`. For a
-    /// tracked listener whose owner has expired it calls nothing and has
-    /// the emitter drop the listener instead.
-    using Thunk = void (*)(void* storage, const Args&... args);
-    Thunk call = nullptr;
-    Slot<Lock, Args...>* slot = nullptr;
-    alignas(void*) unsigned char storage[kInlineSize] = {};
-
-    /// A tombstone's call.
-    static void skip(void* /*storage*/, const Args&... /*args*/) noexcept {}
-};
-
-/// One subscription: the record the emitter and the handle share. Fields
-/// are guarded by the emitter's lock, except the ones set before the slot is
-/// published (call_, target_, tracked_, owner_, core_) and detached_.
-template <class Lock, class... Args>
-class Slot : public SlotBase {
-public:
-    using Core = EmitterCore<Lock, Args...>;
-    /// Calls the callable at `target`; false when a tracked owner has
-    /// expired (then nothing was called).
-    using Thunk = bool (*)(void* target, const Args&... args);
-    static constexpr std::size_t kNotInArray = static_cast<std::size_t>(-1);
-
-    /// Emitter: makes `entry` call this listener. For a small trivially
-    /// copyable callable this moves it into the entry.
-    virtual void fill_entry(Entry<Lock, Args...>& entry) noexcept = 0;
-    virtual void destroy_callable() noexcept = 0;
-
-    void disconnect() noexcept final {
-        // Acquire pairs with the release in detach(): everything the slot's
-        // last call did happens before the caller's next step. (A failed
-        // weak_ptr::lock is only a relaxed read and would not give that.)
-        if (detached_.load(std::memory_order_acquire)) {
-            return;
-        }
-        if constexpr (Core::single_thread) {
-            // One thread: the emitter detaches every slot before its state goes,
-            // so while not detached the state is alive. No weak_ptr::lock (an
-            // atomic compare-exchange once the process has threads). remove()
-            // touches nothing of the emitter after the release that may run
-            // user code (a callable's destructor, which may even destroy the
-            // emitter).
-            core_raw_->remove(*this);
-            return;
-        }
-        if (const std::shared_ptr<Core> core = core_.lock()) {
-            core->remove(*this);
-            return;
-        }
-        // The emitter is gone: it detached every slot before letting go of
-        // its state, so this ends at once; it only makes the store visible.
-        while (!detached_.load(std::memory_order_acquire)) {
-            std::this_thread::yield();
-        }
-    }
-
-    bool connected() const noexcept final {
-        if (detached_.load(std::memory_order_acquire)) {
-            return false;
-        }
-        if constexpr (Core::single_thread) {
-            return core_raw_->is_connected(*this);  // alive: see disconnect()
-        }
-        const std::shared_ptr<Core> core = core_.lock();
-        return core != nullptr && core->is_connected(*this);
-    }
-
-    Thunk call_ = nullptr;  // calls the callable kept in the slot
-    void* target_ = nullptr;
-    bool dead_ = false;  // unsubscribed; may still be referenced while in use
-    bool tracked_ = false;
-    std::size_t index_ = kNotInArray;  // Emitter: position in the array
-    Slot* prev_ = nullptr;             // SyncEmitter's list / Emitter's incoming list
-    Slot* next_ = nullptr;
-    std::uint64_t seq_ = 0;  // subscription order
-    std::size_t pins_ = 0;   // SyncEmitter: emit frames positioned here
-    Slot* chain_ = nullptr;  // pending-release or release chain
-    std::weak_ptr<const void> owner_;
-    std::weak_ptr<Core> core_;           // SyncEmitter only
-    Core* core_raw_ = nullptr;           // Emitter: valid while not detached_
-    std::shared_ptr<Slot> self_;         // the emitter's share; dropped on release
-    std::atomic<bool> detached_{false};  // the emitter let go of it for good
-};
-
-template <class F, class Lock, class... Args>
-class SlotImpl final : public Slot<Lock, Args...> {
-    // Bitwise movable and small: may live in the array entry, so emit
-    // reaches it without a pointer hop.
-    static constexpr bool kStoredInline =
-        sizeof(F) <= kInlineSize && alignof(F) <= alignof(void*) && std::is_trivially_copyable_v<F>;
-
-public:
-    template <class G>
-    SlotImpl(bool tracked, G&& f) : f_(std::in_place, std::forward<G>(f)) {
-        this->tracked_ = tracked;
-        if (tracked) {
-            this->call_ = &SlotImpl::call_tracked;
-            this->target_ = static_cast<void*>(this);
-        } else {
-            this->call_ = &SlotImpl::call_plain;
-            this->target_ = static_cast<void*>(std::addressof(*f_));
-        }
-    }
-
-    void fill_entry(Entry<Lock, Args...>& entry) noexcept override {
-        entry.slot = this;
-        if (this->tracked_) {
-            entry.call = &SlotImpl::entry_tracked;
-            store_pointer(entry, this);
-        } else if constexpr (kStoredInline) {
-            entry.call = &SlotImpl::entry_inline;
-            ::new (static_cast<void*>(entry.storage)) F(std::move(*f_));
-        } else {
-            entry.call = &SlotImpl::entry_indirect;
-            store_pointer(entry, std::addressof(*f_));
-        }
-    }
-
-    // The handle may keep this record alive for long; what the callable
-    // owns (its captures) goes as soon as the emitter lets go of it.
-    void destroy_callable() noexcept override { f_.reset(); }
-
-private:
-    static bool call_plain(void* target, const Args&... args) {
-        (*static_cast<F*>(target))(args...);
-        return true;
-    }
-
-    static bool call_tracked(void* target, const Args&... args) {
-        SlotImpl& self = *static_cast<SlotImpl*>(target);
-        // Held for the duration of the call: the owner cannot die mid-call.
-        if (const std::shared_ptr<const void> keep = self.owner_.lock()) {
-            (*self.f_)(args...);
-            return true;
-        }
-        return false;
-    }
-
-    static void entry_inline(void* storage, const Args&... args) {
-        (*std::launder(static_cast<F*>(storage)))(args...);
-    }
-
-    static void entry_indirect(void* storage, const Args&... args) {
-        (*static_cast<F*>(load_pointer(storage)))(args...);
-    }
-
-    static void entry_tracked(void* storage, const Args&... args) {
-        SlotImpl& self = *static_cast<SlotImpl*>(load_pointer(storage));
-        if (!call_tracked(&self, args...)) {
-            // Emitter only: the core outlives every emit it runs.
-            self.core_raw_->expire(self);
-        }
-    }
-
-    static void* load_pointer(const void* storage) noexcept {
-        void* target = nullptr;
-        std::memcpy(&target, storage, sizeof target);
-        return target;
-    }
-
-    static void store_pointer(Entry<Lock, Args...>& entry, void* target) noexcept {
-        std::memcpy(entry.storage, &target, sizeof target);
-    }
-
-    std::optional<F> f_;
-};
-
-/// Stands in for a condition variable under NullMutex: nothing ever waits.
-struct NoCondition {};
-
-/// The emitter's state. Emitter (NullMutex) holds it in place and its slots
-/// point at it until it detaches them; SyncEmitter shares it with its slots
-/// through weak_ptrs. Either way a handle that outlives the emitter finds a
-/// detached slot and does nothing.
-///
-/// Emitter (NullMutex) keeps listeners in a contiguous array of entries in
-/// subscription order, small callables stored in the entry itself, so emit
-/// is a loop like one over std::vector<std::function>. The array never
-/// changes size during an emit, so emit holds on to it: a listener
-/// subscribed meanwhile waits in an "incoming" list (called by nested emits
-/// that start after it, in order) and joins the array when the outermost
-/// emit ends. Removal of the last entry outside an emit pops it; any other
-/// removal turns the entry into a tombstone in O(1), and the array is
-/// compacted, stably, only while no emit runs and once tombstones are a
-/// quarter of it, which is O(1) amortised per removal.
-///
-/// SyncEmitter keeps an intrusive doubly-linked list in subscription order:
-/// unlinking is O(1) and never reorders, and concurrent emits never need a
-/// quiescent moment to compact anything (with emits always running on some
-/// thread, that moment might never come and tombstones would pile up).
-template <class Lock, class... Args>
-class EmitterCore : public std::enable_shared_from_this<EmitterCore<Lock, Args...>> {
-public:
-    using SlotT = Slot<Lock, Args...>;
-    static constexpr bool single_thread = std::is_same_v<Lock, NullMutex>;
-
-    EmitterCore() = default;
-    EmitterCore(const EmitterCore&) = delete;
-    EmitterCore& operator=(const EmitterCore&) = delete;
-
-    ~EmitterCore() {
-        // Normally empty already (the emitter clears on destruction); this
-        // covers a SyncEmitter core whose last owner was an in-flight
-        // disconnect.
-        SlotT* chain = nullptr;
-        if constexpr (single_thread) {
-            for (const EntryT& e : entries_) {
-                if (e.slot != nullptr) {
-                    detach(*e.slot);
-                    e.slot->chain_ = chain;
-                    chain = e.slot;
-                }
-            }
-            entries_.clear();
-            while (head_ != nullptr) {
-                SlotT* s = head_;
-                unlink(*s);
-                detach(*s);
-                s->chain_ = chain;
-                chain = s;
-            }
-            // Only if destroyed during its own emit (not allowed): still
-            // leave no handle waiting for a detach that never comes.
-            while (pending_ != nullptr) {
-                SlotT* s = pending_;
-                pending_ = s->chain_;
-                detach(*s);
-                s->chain_ = chain;
-                chain = s;
-            }
-        } else {
-            while (head_ != nullptr) {
-                SlotT* s = head_;
-                unlink(*s);
-                detach(*s);
-                s->chain_ = chain;
-                chain = s;
-            }
-        }
-        release_chain(chain);
-    }
-
-    template <class F>
-    ScopedListener subscribe(std::weak_ptr<const void> owner, bool tracked, F&& f) {
-        using Impl = SlotImpl<std::decay_t<F>, Lock, Args...>;
-        std::shared_ptr<SlotT> slot =
-            std::allocate_shared<Impl>(SlotAllocator<Impl>(), tracked, std::forward<F>(f));
-        slot->owner_ = std::move(owner);
-        if constexpr (!single_thread) {
-            slot->core_ = this->weak_from_this();
-        }
-        slot->core_raw_ = this;
-        std::shared_ptr<SlotBase> handle = slot;
-        {
-            const std::lock_guard<Lock> guard(mutex_);
-            if constexpr (single_thread) {
-                if (!emitting() && head_ != nullptr) {
-                    release_chain(merge_incoming());  // no dead ones outside emit
-                }
-                if (emitting() || head_ != nullptr) {
-                    // The array stays put during an emit (and order holds).
-                    slot->seq_ = next_seq_++;
-                    link_at_tail(*slot);
-                    set_settle();
-                } else {
-                    if (worth_compacting()) {
-                        compact();
-                    }
-                    // The only step that can throw; nothing has changed yet.
-                    entries_.emplace_back();
-                    slot->seq_ = next_seq_++;
-                    slot->index_ = entries_.size() - 1;
-                    slot->fill_entry(entries_.back());
-                    note_entries();
-                }
-            } else {
-                slot->seq_ = next_seq_++;
-                link_at_tail(*slot);
-            }
-            ++live_;
-            if (tracked) {
-                ++tracked_live_;
-            }
-            ++subscribed_;
-            SlotT* raw = slot.get();
-            raw->self_ = std::move(slot);
-        }
-        return ScopedListener(std::move(handle));
-    }
-
-    void emit(const Args&... args) {
-        if constexpr (single_thread) {
-            emit_single(args...);
-        } else {
-            emit_sync(args...);
-        }
-    }
-
-    void remove(SlotT& slot) noexcept {
-        if constexpr (single_thread) {
-            if (slot.dead_) {
-                return;
-            }
-            mark_dead(slot);
-            ++unsubscribed_;
-            if (slot.index_ == SlotT::kNotInArray) {
-                if (emitting()) {
-                    return;  // the outermost emit's end releases it
-                }
-                unlink(slot);
-            } else if (emitting()) {
-                tombstone(slot);
-                // The running emit may be inside this very callback.
-                defer(slot);
-                return;
-            } else if (slot.index_ == entries_.size() - 1) {
-                // The newest listener (subscribe, then drop): no tombstone, so
-                // this pattern never needs a compaction.
-                entries_.pop_back();
-                slot.index_ = SlotT::kNotInArray;
-                note_entries();
-                give_back_memory();
-            } else {
-                tombstone(slot);
-            }
-            // Nothing below touches the emitter: release() may run user code
-            // that destroys it (see Slot::disconnect()).
-            detach(slot);
-            release(slot);
-        } else {
-            bool detached = false;
-            std::unique_lock<Lock> lock(mutex_);
-            if (!slot.dead_) {
-                mark_dead(slot);
-                ++unsubscribed_;
-                if (slot.pins_ == 0) {
-                    unlink(slot);
-                    detach(slot);
-                    detached = true;
-                }
-            }
-            if (slot.pins_ != 0) {
-                wait_for_others(lock, [&slot](const Frame& f) { return f.slot == &slot; });
-            }
-            lock.unlock();
-            if (detached) {
-                release(slot);
-            }
-        }
-    }
-
-    void clear() noexcept {
-        SlotT* victims = nullptr;
-        if constexpr (single_thread) {
-            if (emitting()) {
-                for (EntryT& e : entries_) {
-                    if (e.slot != nullptr) {
-                        SlotT& s = *e.slot;
-                        mark_dead(s);
-                        ++unsubscribed_;
-                        tombstone(s);
-                        defer(s);
-                    }
-                }
-                for (SlotT* s = head_; s != nullptr; s = s->next_) {
-                    if (!s->dead_) {
-                        mark_dead(*s);
-                        ++unsubscribed_;
-                    }
-                }
-                return;
-            }
-            // Detach everything first: releasing a callable may re-enter.
-            SlotT** last = &victims;
-            for (const EntryT& e : entries_) {
-                if (e.slot != nullptr) {
-                    mark_dead(*e.slot);
-                    ++unsubscribed_;
-                    detach(*e.slot);
-                    *last = e.slot;  // keeps subscription order for the releases
-                    last = &e.slot->chain_;
-                }
-            }
-            std::vector<EntryT>().swap(entries_);  // frees the array too
-            tombstones_ = 0;
-            note_entries();
-            while (head_ != nullptr) {
-                SlotT* s = head_;
-                unlink(*s);
-                mark_dead(*s);
-                ++unsubscribed_;
-                detach(*s);
-                *last = s;
-                last = &s->chain_;
-            }
-            *last = nullptr;
-        } else {
-            std::unique_lock<Lock> lock(mutex_);
-            for (SlotT* s = head_; s != nullptr;) {
-                SlotT* next = s->next_;
-                if (!s->dead_) {
-                    mark_dead(*s);
-                    ++unsubscribed_;
-                }
-                if (s->pins_ == 0) {
-                    unlink(*s);
-                    detach(*s);
-                    s->chain_ = victims;
-                    victims = s;
-                }
-                s = next;
-            }
-            wait_for_others(lock,
-                            [](const Frame& f) { return f.slot != nullptr && f.slot->dead_; });
-            lock.unlock();
-        }
-        release_chain(victims);
-    }
-
-    bool is_connected(const SlotT& slot) const noexcept {
-        const std::lock_guard<Lock> guard(mutex_);
-        return !slot.dead_ && !(slot.tracked_ && slot.owner_.expired());
-    }
-
-    std::size_t listener_count() const {
-        const std::lock_guard<Lock> guard(mutex_);
-        return listener_count_locked();
-    }
-
-    EmitterStats stats() const {
-        const std::lock_guard<Lock> guard(mutex_);
-        EmitterStats s;
-        s.listeners = listener_count_locked();
-        s.emits = emit_count();
-        s.subscribed = subscribed_;
-        s.unsubscribed = unsubscribed_;
-        s.owner_expired = owner_expired_;
-        return s;
-    }
-
-private:
-    using EntryT = Entry<Lock, Args...>;
-
-    /// SyncEmitter: one emit in progress on some thread. Lives on that
-    /// thread's stack and is linked into frames_ (lock held) for as long as
-    /// the emit runs; leaving it (normally or by a listener's exception)
-    /// unpins the current slot, unlinks the frame, then releases what the
-    /// frame detached.
-    class Frame {
-    public:
-// GCC 12+ flags storing a local's address in a longer-lived object even
-// though the destructor unlinks it before the local dies.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdangling-pointer"
-#endif
-        Frame(EmitterCore& core, std::unique_lock<Lock>& lock) noexcept
-            : core_(core), lock_(lock), thread(std::this_thread::get_id()) {
-            next = core_.frames_;
-            if (next != nullptr) {
-                next->prev = this;
-            }
-            core_.frames_ = this;
-        }
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic pop
-#endif
-        Frame(const Frame&) = delete;
-        Frame& operator=(const Frame&) = delete;
-        ~Frame() {
-            if (!lock_.owns_lock()) {
-                lock_.lock();
-            }
-            core_.position(*this, nullptr);
-            if (prev != nullptr) {
-                prev->next = next;
-            } else {
-                core_.frames_ = next;
-            }
-            if (next != nullptr) {
-                next->prev = prev;
-            }
-            SlotT* chain = released;
-            lock_.unlock();
-            release_chain(chain);
-        }
-
-    private:
-        EmitterCore& core_;
-        std::unique_lock<Lock>& lock_;
-
-    public:
-        const std::thread::id thread;
-        SlotT* slot = nullptr;  // positioned here (pinned), or none
-        SlotT* released = nullptr;
-        Frame* prev = nullptr;
-        Frame* next = nullptr;
+struct EmitterCoreFor {
+    using Core = LockedCore<Lock, Args...>;
+    struct Holder {
+        Core& get() noexcept { return *core; }
+        const Core& get() const noexcept { return *core; }
+        std::shared_ptr<Core> core{new Core};
     };
+};
 
-    /// SyncEmitter: a thread blocked in reset()/clear(); others do not wait
-    /// for it.
-    struct Waiter {
-        std::thread::id thread;
-        Waiter* next = nullptr;
+/// NullMutex: SingleThreadCore, held in place. Its slots reach it through a
+/// raw pointer that is valid until the emitter detaches them (on clear and
+/// destruction), so nothing needs to outlive it, and emit reaches the state
+/// without a pointer hop.
+template <class... Args>
+struct EmitterCoreFor<NullMutex, Args...> {
+    using Core = SingleThreadCore<Args...>;
+    struct Holder {
+        Core& get() noexcept { return core; }
+        const Core& get() const noexcept { return core; }
+        Core core;
     };
-
-    using Condition = std::conditional_t<
-        single_thread, NoCondition,
-        std::conditional_t<std::is_same_v<Lock, std::mutex>, std::condition_variable,
-                           std::condition_variable_any>>;
-
-    // --- one thread (NullMutex) -------------------------------------------
-
-    // state_: Emitter's flags and the emit count in one word. An emit with
-    // nothing special to do loads, tests and stores it before the loop, and
-    // subtracts kEmitting and tests the sign after it; every other case
-    // takes emit_single_slow(). (Measured: a flag byte plus a counter, or a
-    // load/store/test after the loop, cost up to 1.7x as much per emit.)
-    static constexpr std::uint64_t kEmitting = 1;   // an emit is running
-    static constexpr std::uint64_t kNoEntries = 2;  // the array is empty
-    static constexpr std::uint64_t kSettleLow = 4;
-    static constexpr std::uint64_t kSettleHigh = std::uint64_t{1} << 63;
-    // The outermost emit's end has work: two bits set and cleared together,
-    // the low one for the test before the loop, the sign bit for the one
-    // after it.
-    static constexpr std::uint64_t kSettle = kSettleLow | kSettleHigh;
-    static constexpr std::uint64_t kStartMask = kEmitting | kNoEntries | kSettleLow;
-    static constexpr unsigned kStateBits = 3;  // the count: bits 3 to 62
-    static constexpr std::uint64_t kOneEmit = std::uint64_t{1} << kStateBits;
-
-    bool emitting() const noexcept {
-        return (state_ & kEmitting) != 0;
-    }
-    void set_settle() noexcept {
-        state_ |= kSettle;
-    }
-    std::uint64_t emit_count() const noexcept {
-        return (state_ & ~kSettleHigh) >> kStateBits;
-    }
-    /// After any change of the array's size (no emit running).
-    void note_entries() noexcept {
-        if (entries_.empty()) {
-            state_ |= kNoEntries;
-        } else {
-            state_ &= ~kNoEntries;
-        }
-    }
-
-    void emit_single(const Args&... args) {
-        const std::uint64_t before = state_;
-        if (WSGUARD_DETAIL_UNLIKELY((before & kStartMask) != 0)) {
-            emit_single_slow(args...);  // nested, work left to settle, or empty
-            return;
-        }
-        // Not emitting, nothing to settle (in particular no incoming
-        // listeners: they set kSettle) and at least one entry.
-        state_ = before + (kOneEmit + kEmitting);
-        try {
-            EntryT* e = entries_.data();
-            EntryT* const end = e + entries_.size();
-            do {
-                e->call(e->storage, args...);  // a tombstone's does nothing
-            } while (++e != end);
-        } catch (...) {
-            end_outermost_emit();
-            throw;
-        }
-        // Nested emits only added to the count; a change made during this
-        // emit that needs settling set kSettle. Nothing is kept in a
-        // register across the calls.
-        state_ -= kEmitting;
-        if (WSGUARD_DETAIL_UNLIKELY((state_ & kSettleHigh) != 0)) {
-            after_outermost_emit();
-        }
-    }
-
-    void call_entries(const Args&... args) {
-        // Fixed while emitting: nothing is appended, moved or compacted.
-        EntryT* const end = entries_.data() + entries_.size();
-        for (EntryT* e = entries_.data(); e != end; ++e) {
-            e->call(e->storage, args...);  // a tombstone's does nothing
-        }
-    }
-
-    WSGUARD_DETAIL_COLD void emit_single_slow(const Args&... args) {
-        const bool outermost = !emitting();
-        state_ = (state_ + kOneEmit) | kEmitting;
-        // Incoming listeners subscribed from here on are not called.
-        const std::uint64_t limit = next_seq_;
-        try {
-            call_entries(args...);
-            if (head_ != nullptr) {
-                call_incoming(limit, args...);
-            }
-        } catch (...) {
-            if (outermost) {
-                end_outermost_emit();
-            }
-            throw;
-        }
-        if (outermost) {
-            end_outermost_emit();
-        }
-    }
-
-public:
-    /// Emitter: drops a tracked listener whose owner has expired (it was
-    /// not called), from inside the emit that found it.
-    WSGUARD_DETAIL_COLD void expire(SlotT& slot) noexcept {
-        mark_dead(slot);
-        ++owner_expired_;
-        tombstone(slot);
-        defer(slot);
-    }
-
-private:
-    WSGUARD_DETAIL_COLD void call_incoming(std::uint64_t limit, const Args&... args) {
-        // Only the outermost emit's end unlinks from this list, so next_
-        // stays valid; new listeners are appended past `limit`.
-        for (SlotT* s = head_; s != nullptr && s->seq_ < limit; s = s->next_) {
-            if (!s->dead_ && !s->call_(s->target_, args...)) {
-                mark_dead(*s);
-                ++owner_expired_;
-            }
-        }
-    }
-
-    void end_outermost_emit() noexcept {
-        state_ &= ~kEmitting;
-        if ((state_ & kSettle) != 0) {
-            after_outermost_emit();
-        }
-    }
-
-    WSGUARD_DETAIL_COLD void after_outermost_emit() noexcept {
-        // Settle the structure before releasing any callable: a callable's
-        // destructor may re-enter (subscribe, reset, clear, emit).
-        state_ &= ~kSettle;
-        SlotT* chain = pending_;
-        pending_ = nullptr;
-        for (SlotT* s = chain; s != nullptr; s = s->chain_) {
-            detach(*s);
-        }
-        if (worth_compacting()) {
-            compact();
-        }
-        SlotT* dead_incoming = merge_incoming();
-        if (head_ != nullptr) {
-            set_settle();  // could not take them in (out of memory): retry
-        }
-        release_chain(chain);
-        release_chain(dead_incoming);
-    }
-
-    /// Moves the incoming listeners into the array (no emit running).
-    /// Returns the dead ones, detached, for release. Live ones stay in the
-    /// list if the array cannot grow (out of memory): emit still calls them.
-    SlotT* merge_incoming() noexcept {
-        SlotT* dead = nullptr;
-        std::size_t alive = 0;
-        for (SlotT* s = head_; s != nullptr;) {
-            SlotT* next = s->next_;
-            if (s->dead_) {
-                unlink(*s);
-                detach(*s);
-                s->chain_ = dead;
-                dead = s;
-            } else {
-                ++alive;
-            }
-            s = next;
-        }
-        if (alive != 0) {
-            try {
-                entries_.reserve(entries_.size() + alive);
-            } catch (...) {
-                return dead;
-            }
-            while (head_ != nullptr) {
-                SlotT* s = head_;
-                unlink(*s);
-                entries_.emplace_back();  // within capacity: cannot throw
-                s->index_ = entries_.size() - 1;
-                s->fill_entry(entries_.back());
-            }
-            note_entries();
-        }
-        return dead;
-    }
-
-    void tombstone(SlotT& slot) noexcept {
-        EntryT& entry = entries_[slot.index_];
-        entry.call = &EntryT::skip;
-        entry.slot = nullptr;
-        ++tombstones_;
-        set_settle();
-    }
-
-    void defer(SlotT& slot) noexcept {
-        slot.chain_ = pending_;
-        pending_ = &slot;
-        set_settle();
-    }
-
-    bool worth_compacting() const noexcept {
-        return tombstones_ != 0 && tombstones_ * 4 >= entries_.size();
-    }
-
-    /// Drops the tombstones, keeping order (no emit running), then
-    /// give_back_memory().
-    void compact() noexcept {
-        std::size_t out = 0;
-        for (std::size_t i = 0, n = entries_.size(); i < n; ++i) {
-            if (entries_[i].slot != nullptr) {
-                entries_[i].slot->index_ = out;
-                if (out != i) {
-                    // Bytewise: an inline callable moves with its entry.
-                    std::memcpy(static_cast<void*>(&entries_[out]), &entries_[i], sizeof(EntryT));
-                }
-                ++out;
-            }
-        }
-        entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(out), entries_.end());
-        tombstones_ = 0;
-        note_entries();
-        give_back_memory();
-    }
-
-    /// Shrinks the array once it is mostly empty (no emit running), so a wave
-    /// of listeners that came and went does not pin its peak. Amortised O(1):
-    /// each shrink follows at least 3/4 of the capacity's worth of removals.
-    void give_back_memory() noexcept {
-        if (entries_.capacity() > 64 && entries_.size() < entries_.capacity() / 4) {
-            try {
-                entries_.shrink_to_fit();
-            } catch (...) {
-                // Keeping the larger array is fine.
-            }
-        }
-    }
-
-    // --- several threads ----------------------------------------------------
-
-    void emit_sync(const Args&... args) {
-        std::unique_lock<Lock> lock(mutex_);
-        state_ += kOneEmit;
-        const std::uint64_t limit = next_seq_;
-        Frame frame(*this, lock);
-        position(frame, first_live(head_, limit));
-        lock.unlock();
-        // frame.slot is pinned: it stays linked (and its next_ valid) until
-        // this frame moves on, whoever unsubscribes it meanwhile.
-        while (SlotT* s = frame.slot) {
-            const bool called = s->call_(s->target_, args...);
-            lock.lock();
-            if (!called && !s->dead_) {
-                mark_dead(*s);
-                ++owner_expired_;
-            }
-            position(frame, first_live(s->next_, limit));
-            lock.unlock();
-        }
-    }
-
-    static SlotT* first_live(SlotT* s, std::uint64_t limit) noexcept {
-        while (s != nullptr && s->seq_ < limit && s->dead_) {
-            s = s->next_;
-        }
-        return s != nullptr && s->seq_ < limit ? s : nullptr;
-    }
-
-    /// Moves a frame to `next` (lock held). A dead slot nobody is positioned
-    /// on any more is detached and queued for release by this frame.
-    void position(Frame& frame, SlotT* next) noexcept {
-        if (SlotT* old = frame.slot) {
-            --old->pins_;
-            if (old->dead_) {
-                if (old->pins_ == 0) {
-                    unlink(*old);
-                    detach(*old);
-                    old->chain_ = frame.released;
-                    frame.released = old;
-                }
-                if (waiters_ != nullptr) {
-                    cv_.notify_all();
-                }
-            }
-        }
-        frame.slot = next;
-        if (next != nullptr) {
-            ++next->pins_;
-        }
-    }
-
-    bool is_waiting(std::thread::id thread) const noexcept {
-        for (const Waiter* w = waiters_; w != nullptr; w = w->next) {
-            if (w->thread == thread) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /// Blocks (lock held) until no frame of another thread matches
-    /// `blocking`. Frames of this thread are our own callers: waiting for
-    /// them would deadlock. Frames of threads themselves waiting here are
-    /// skipped too, which breaks wait cycles between threads.
-    template <class Blocking>
-    void wait_for_others(std::unique_lock<Lock>& lock, Blocking blocking) noexcept {
-        const std::thread::id me = std::this_thread::get_id();
-        auto busy = [&] {
-            for (const Frame* f = frames_; f != nullptr; f = f->next) {
-                if (f->thread != me && blocking(*f) && !is_waiting(f->thread)) {
-                    return true;
-                }
-            }
-            return false;
-        };
-        if (!busy()) {
-            return;
-        }
-        Waiter self;
-        self.thread = me;
-        self.next = waiters_;
-        const bool others_waiting = waiters_ != nullptr;
-        waiters_ = &self;
-        if (others_waiting) {
-            // They may be waiting for us: let them re-check.
-            cv_.notify_all();
-        }
-        while (busy()) {
-            cv_.wait(lock);
-        }
-        Waiter** link = &waiters_;
-        while (*link != &self) {
-            link = &(*link)->next;
-        }
-        *link = self.next;
-    }
-
-    // --- shared -------------------------------------------------------------
-
-    void mark_dead(SlotT& slot) noexcept {
-        slot.dead_ = true;
-        --live_;
-        if (slot.tracked_) {
-            --tracked_live_;
-        }
-    }
-
-    /// Appends to the list: SyncEmitter's listeners, Emitter's incoming.
-    void link_at_tail(SlotT& slot) noexcept {
-        slot.prev_ = tail_;
-        slot.next_ = nullptr;
-        if (tail_ != nullptr) {
-            tail_->next_ = &slot;
-        } else {
-            head_ = &slot;
-        }
-        tail_ = &slot;
-    }
-
-    void unlink(SlotT& slot) noexcept {
-        if (slot.prev_ != nullptr) {
-            slot.prev_->next_ = slot.next_;
-        } else {
-            head_ = slot.next_;
-        }
-        if (slot.next_ != nullptr) {
-            slot.next_->prev_ = slot.prev_;
-        } else {
-            tail_ = slot.prev_;
-        }
-        slot.prev_ = slot.next_ = nullptr;
-    }
-
-    /// The emitter lets go of a slot for good, after its last call returned
-    /// (lock held). The release store is what a handle's reset() acquires.
-    static void detach(SlotT& slot) noexcept {
-        slot.detached_.store(true, std::memory_order_release);
-    }
-
-    /// Destroys a detached slot's callable and drops the emitter's share of
-    /// it, with no lock held: a callable's destructor may re-enter.
-    static void release(SlotT& slot) noexcept {
-        slot.destroy_callable();
-        const std::shared_ptr<SlotT> victim = std::move(slot.self_);
-    }
-
-    static void release_chain(SlotT* chain) noexcept {
-        while (chain != nullptr) {
-            SlotT* next = chain->chain_;
-            chain->chain_ = nullptr;
-            release(*chain);
-            chain = next;
-        }
-    }
-
-    std::size_t listener_count_locked() const noexcept {
-        std::size_t count = live_;
-        if (tracked_live_ != 0) {
-            // A tracked listener whose owner is gone will not be called.
-            auto expired = [](const SlotT& s) {
-                return !s.dead_ && s.tracked_ && s.owner_.expired();
-            };
-            if constexpr (single_thread) {
-                for (const EntryT& e : entries_) {
-                    if (e.slot != nullptr && expired(*e.slot)) {
-                        --count;
-                    }
-                }
-            }
-            for (const SlotT* s = head_; s != nullptr; s = s->next_) {
-                if (expired(*s)) {
-                    --count;
-                }
-            }
-        }
-        return count;
-    }
-
-    // What Emitter's emit reads, together.
-    std::uint64_t state_ = kNoEntries;  // emit count and flags (see kStateBits)
-    std::vector<EntryT> entries_;       // Emitter (NullMutex)
-    mutable Lock mutex_;
-    Condition cv_;
-    // The list: SyncEmitter's listeners; Emitter's incoming ones.
-    SlotT* head_ = nullptr;
-    SlotT* tail_ = nullptr;
-    // Emitter (NullMutex)
-    std::size_t tombstones_ = 0;
-    SlotT* pending_ = nullptr;  // removed during emit; released after it
-    // SyncEmitter
-    Frame* frames_ = nullptr;
-    Waiter* waiters_ = nullptr;
-    // both
-    std::uint64_t next_seq_ = 0;
-    std::size_t live_ = 0;
-    std::size_t tracked_live_ = 0;
-    std::uint64_t subscribed_ = 0;
-    std::uint64_t unsubscribed_ = 0;
-    std::uint64_t owner_expired_ = 0;
 };
 
 }  // namespace detail
@@ -1173,25 +217,15 @@ private:
 /// lock, for every member and every handle.
 template <class Lock, class... Args>
 class BasicEmitter {
-    using Core = detail::EmitterCore<Lock, Args...>;
-    // Emitter keeps its state in place: its slots reach it through a raw
-    // pointer that is valid until the emitter detaches them (on clear and
-    // destruction), so nothing needs to outlive it, and emit reaches the
-    // state without a pointer hop. SyncEmitter's slots hold weak_ptrs to a
-    // separately owned state instead, which a reset() racing the emitter's
-    // destruction may keep alive for a moment.
-    using CoreHolder = std::conditional_t<Core::single_thread, Core, std::shared_ptr<Core>>;
+    // NullMutex: SingleThreadCore, any other lock: LockedCore.
+    using CoreFor = detail::EmitterCoreFor<Lock, Args...>;
 
 public:
     /// Effect: an emitter with no listeners.
     /// Fails: only if memory is exhausted.
     /// Thread safety: n/a.
     /// Exceptions: std::bad_alloc.
-    BasicEmitter() {
-        if constexpr (!Core::single_thread) {
-            core_.reset(new Core);
-        }
-    }
+    BasicEmitter() = default;
 
     /// Effect: clear(); the handles become inert.
     /// Never fails.
@@ -1220,7 +254,8 @@ public:
         static_assert(std::is_invocable_v<std::decay_t<F>&, const Args&...>,
                       "wsguard::BasicEmitter::subscribe: the listener must be callable with the "
                       "emitter's arguments (const Args&...)");
-        return core().subscribe(std::weak_ptr<const void>(), false, std::forward<F>(f));
+        return ScopedListener(
+            core().subscribe(std::weak_ptr<const void>(), false, std::forward<F>(f)));
     }
 
     /// Effect: as subscribe(f), tracking owner: each call of f holds a
@@ -1239,8 +274,8 @@ public:
         static_assert(std::is_invocable_v<std::decay_t<F>&, const Args&...>,
                       "wsguard::BasicEmitter::subscribe: the listener must be callable with the "
                       "emitter's arguments (const Args&...)");
-        return core().subscribe(std::weak_ptr<const void>(std::move(owner)), true,
-                                std::forward<F>(f));
+        return ScopedListener(core().subscribe(std::weak_ptr<const void>(std::move(owner)), true,
+                                               std::forward<F>(f)));
     }
 
     /// Effect: calls, in subscription order and with args (by const
@@ -1279,25 +314,13 @@ public:
     /// Never fails.
     /// Thread safety: as the class.
     /// Exceptions: nothrow.
-    EmitterStats stats() const { return core().stats(); }
+    EmitterStats stats() const { return core().template stats<EmitterStats>(); }
 
 private:
-    Core& core() noexcept {
-        if constexpr (Core::single_thread) {
-            return core_;
-        } else {
-            return *core_;
-        }
-    }
-    const Core& core() const noexcept {
-        if constexpr (Core::single_thread) {
-            return core_;
-        } else {
-            return *core_;
-        }
-    }
+    typename CoreFor::Core& core() noexcept { return core_.get(); }
+    const typename CoreFor::Core& core() const noexcept { return core_.get(); }
 
-    CoreHolder core_;
+    typename CoreFor::Holder core_;
 };
 
 /// For one thread (one io thread): no lock, no atomics on the emit path.
@@ -1310,6 +333,3 @@ template <class... Args>
 using SyncEmitter = BasicEmitter<std::mutex, Args...>;
 
 }  // namespace wsguard
-
-#undef WSGUARD_DETAIL_COLD
-#undef WSGUARD_DETAIL_UNLIKELY
