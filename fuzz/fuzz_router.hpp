@@ -91,9 +91,19 @@ public:
 
     LeaveResult leave(ConnectionId id, const std::string& room) { return rooms_.leave(id, room); }
 
-    // As ServerGuard: snapshot the recipients, then send outside the iteration.
+    // As ServerGuard: this node's members, then the bridge (the other nodes').
     BroadcastResult broadcast(const std::string& room, std::string_view payload,
                               ConnectionId except) {
+        BroadcastResult result = broadcast_local(room, payload, except);
+        if (bridge_ != nullptr) {
+            bridge_->publish(room, payload);
+        }
+        return result;
+    }
+
+    // As ServerGuard: snapshot the recipients, then send outside the iteration.
+    BroadcastResult broadcast_local(const std::string& room, std::string_view payload,
+                                    ConnectionId except) {
         std::vector<ConnectionId> recipients;
         rooms_.for_each_member(room, [&](const ConnectionId& m) {
             if (m != except) {
@@ -109,6 +119,11 @@ public:
         }
         return result;
     }
+
+    bool is_member(ConnectionId id, const std::string& room) const {
+        return rooms_.contains(id, room);
+    }
+    void set_bridge(wspp::RoomBridge* bridge) noexcept { bridge_ = bridge; }
 
     const Rooms& rooms() const noexcept { return rooms_; }
 
@@ -126,6 +141,7 @@ private:
     Rooms rooms_;
     std::set<ConnectionId> connected_;
     std::vector<Frame> outbox_;
+    wspp::RoomBridge* bridge_ = nullptr;
 };
 
 /// A bridge to other nodes that only records what it is asked to publish.
@@ -360,7 +376,7 @@ inline void fuzz_router(const std::uint8_t* data, std::size_t size) {
     }
     chat::ChatRouter<FakeGuard> router(guard);
     RecordingBridge bridge;
-    router.set_bridge(&bridge);
+    guard.set_bridge(&bridge);
     Oracle oracle(options, guard);
 
     FuzzInput in(data, size);

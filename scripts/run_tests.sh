@@ -70,7 +70,7 @@ fi
 # ThreadSanitizer on the code that runs on several threads: the lock-policy
 # components, the Redis bridge driven by two io threads, and the reference
 # server with two and four io threads under room traffic and churn.
-tsan_targets=(test_scoped_listener test_connection_registry test_room_index test_room_bridge
+tsan_targets=(test_scoped_listener test_connection_registry test_room_index test_health test_room_bridge
               test_churn test_threads)
 if configure_and_build build-tsan -DWSGUARD_SANITIZE=thread -DWSGUARD_BUILD_BENCHMARKS=OFF \
   "${require[@]}" -- --target "${tsan_targets[@]}"; then

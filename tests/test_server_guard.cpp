@@ -380,6 +380,87 @@ TEST_CASE("sends to unknown or closed connections are refused and counted", "[se
     CHECK(f.guard.stats().messages_out == 1);
 }
 
+TEST_CASE("stats report sends to closed connections and sends websocketpp refused",
+          "[server_guard]") {
+    Fixture f;
+    Pair pair(f.server, f.client);
+    const ConnectionId id = f.open_ids[0];
+    CHECK(f.guard.stats().send_not_connected == 0);
+    CHECK(f.guard.stats().send_failed == 0);
+    // A text message that is not UTF-8: websocketpp refuses to frame it.
+    CHECK(f.guard.send(id, "\xff\xfe") == wsguard::wspp::SendStatus::failed);
+    CHECK(f.guard.send(id, "ok") == wsguard::wspp::SendStatus::sent);
+    CHECK(f.guard.send(999, "x") == wsguard::wspp::SendStatus::not_connected);
+    pair.close();
+    CHECK(f.guard.send(id, "late") == wsguard::wspp::SendStatus::not_connected);
+    auto s = f.guard.stats();
+    CHECK(s.send_failed == 1);
+    CHECK(s.send_not_connected == 2);
+    CHECK(s.messages_out == 1);
+}
+
+namespace {
+
+/// A bridge that records what the guard hands it.
+class RecordingBridge final : public wsguard::wspp::RoomBridge {
+public:
+    wsguard::wspp::PublishStatus publish(const std::string& room,
+                                         std::string_view payload) override {
+        published.emplace_back(room, std::string(payload));
+        return wsguard::wspp::PublishStatus::queued;
+    }
+    void stop() noexcept override {}
+    wsguard::wspp::BridgeStats stats() const override { return {}; }
+
+    std::vector<std::pair<std::string, std::string>> published;
+};
+
+}  // namespace
+
+TEST_CASE("the guard owns fan-out: a room broadcast reaches local members and the bridge",
+          "[server_guard]") {
+    Fixture f;
+    Pair a(f.server, f.client), b(f.server, f.client);
+    const ConnectionId ida = f.open_ids[0], idb = f.open_ids[1];
+    REQUIRE(f.guard.join(ida, "r").value());
+    REQUIRE(f.guard.join(idb, "r").value());
+    CHECK(f.guard.is_member(ida, "r"));
+    CHECK_FALSE(f.guard.is_member(ida, "other"));
+    CHECK_FALSE(f.guard.is_member(12345, "r"));
+    CHECK(f.guard.member_count("r") == 2);
+    CHECK(f.guard.member_count("other") == 0);
+
+    SECTION("the in-process default keeps it on this node and counts it") {
+        const auto result = f.guard.broadcast("r", "one", ida);
+        CHECK(result.sent == 1);
+        CHECK(result.bridge == wsguard::wspp::PublishStatus::local_only);
+        CHECK(f.guard.bridge().stats().local_only == 1);
+    }
+    SECTION("an attached bridge gets every text broadcast, members here or not") {
+        RecordingBridge bridge;
+        f.guard.set_bridge(&bridge);
+        CHECK(&f.guard.bridge() == &bridge);
+        CHECK(f.guard.broadcast("r", "to all", ida).bridge == wsguard::wspp::PublishStatus::queued);
+        CHECK(f.guard.broadcast("elsewhere-only", "far").recipients == 0);
+        // What a bridge delivers from other nodes goes to local members only.
+        CHECK(f.guard.broadcast_local("r", "from another node").sent == 2);
+        // A bridge carries text: binary stays on this node, and says so.
+        CHECK(f.guard.broadcast("r", "bin", 0, websocketpp::frame::opcode::binary).bridge ==
+              wsguard::wspp::PublishStatus::local_only);
+        using Published = std::vector<std::pair<std::string, std::string>>;
+        CHECK(bridge.published == Published{{"r", "to all"}, {"elsewhere-only", "far"}});
+        a.pump();
+        b.pump();
+        CHECK(a.received() == std::vector<std::string>{"from another node", "bin"});
+        CHECK(b.received() == std::vector<std::string>{"to all", "from another node", "bin"});
+
+        f.guard.set_bridge(nullptr);  // back to this node only
+        f.guard.broadcast("r", "local again");
+        CHECK(bridge.published.size() == 2);
+        CHECK(f.guard.bridge().stats().state == wsguard::wspp::BridgeState::local);
+    }
+}
+
 TEST_CASE("shutdown closes every connection with 1001 and refuses new ones", "[server_guard]") {
     Fixture f;
     Pair a(f.server, f.client), b(f.server, f.client);

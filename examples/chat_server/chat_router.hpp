@@ -17,10 +17,10 @@
 
 #include <wsguard/connection_registry.hpp>
 #include <wsguard/room_index.hpp>
-#include <wsguard/websocketpp/room_bridge.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,23 +36,26 @@ struct RouterStats {
 };
 
 /// Routes one message of the chat protocol. Guard is ServerGuard or any type
-/// with the same send / prepare / send_prepared / join / leave / broadcast /
-/// rooms() members and message_ptr type (the fuzzer and the unit tests use a
-/// fake).
+/// with the same send / prepare / send_prepared / join / leave / is_member /
+/// broadcast members and message_ptr type (the fuzzer and the unit tests use a
+/// fake). Fan-out is the guard's: a room message goes to guard.broadcast(),
+/// which reaches this node's members and, through its bridge, every other node's.
 ///
-/// Thread safety: Distinct objects: Safe. Shared objects: Unsafe (use it from
-/// the guard's io thread).
+/// Thread safety: Distinct objects: Safe. Shared objects: Safe when the
+/// guard's calls are (SyncServerGuard): the router keeps no state but its
+/// atomic counters and a pong framed at construction, so several io threads
+/// route at once with no lock of the router's own.
 template <class Guard>
 class ChatRouter {
 public:
-    explicit ChatRouter(Guard& guard) : guard_(guard) {}
+    explicit ChatRouter(Guard& guard) : guard_(guard), pong_(guard.prepare(kPong)) {}
 
     /// Effect: parses `payload` as one protocol message from connection `from`
     /// and carries it out, replying to `from` as the protocol says.
     /// Fails: never; bad input gets an error reply and changes no state.
     /// Exceptions: std::bad_alloc.
     void handle_text(wsguard::ConnectionId from, std::string_view payload) {
-        ++stats_.handled;
+        add(handled_);
         // Replies copy and print the message recursively: refuse deep nesting
         // before it can overflow the stack (a 160 KB message of brackets would).
         if (nesting_exceeds(payload, kMaxNesting)) {
@@ -98,15 +101,20 @@ public:
 
     /// Effect: replies that binary frames are not part of the protocol.
     void handle_binary(wsguard::ConnectionId from) {
-        ++stats_.handled;
+        add(handled_);
         error(from, "binary frames are not supported; send JSON text");
     }
 
-    const RouterStats& stats() const noexcept { return stats_; }
-
-    /// Effect: room messages also go to `bridge` (the room's members on other
-    /// nodes); nullptr: this node only. The bridge must outlive the router's use.
-    void set_bridge(wsguard::wspp::RoomBridge* bridge) noexcept { bridge_ = bridge; }
+    /// Effect: a snapshot of the counts (each read on its own, relaxed).
+    /// Never fails. Thread safety: Safe. Exceptions: nothrow.
+    RouterStats stats() const noexcept {
+        RouterStats s;
+        s.handled = handled_.load(std::memory_order_relaxed);
+        s.errors = errors_.load(std::memory_order_relaxed);
+        s.room_messages = room_messages_.load(std::memory_order_relaxed);
+        s.deliveries = deliveries_.load(std::memory_order_relaxed);
+        return s;
+    }
 
     /// Deepest nesting of arrays and objects a message may have.
     static constexpr int kMaxNesting = 64;
@@ -158,47 +166,42 @@ private:
 
     void room_message(wsguard::ConnectionId from, const std::string& room,
                       const nlohmann::ordered_json& content) {
-        if (!guard_.rooms().contains(from, room)) {
+        if (!guard_.is_member(from, room)) {
             return error(from, "join the room before sending to it");
         }
-        ++stats_.room_messages;
+        add(room_messages_);
         // Built once per message, not per member: the guard frames it once too.
         const nlohmann::ordered_json out = {
             {"type", "message"}, {"from", from}, {"content", content}};
         const std::string text =
             out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+        // This node's members and, through the guard's bridge, every other node's.
         const auto result = guard_.broadcast(room, text, from);
-        stats_.deliveries += result.sent;
-        if (bridge_ != nullptr) {
-            bridge_->publish(room,
-                             text);  // members on other nodes; failures are the bridge's stats
-        }
+        add(deliveries_, result.sent);
     }
 
     void reply(wsguard::ConnectionId to, std::string_view text) { guard_.send(to, text); }
 
     static constexpr std::string_view kPong = R"({"type":"pong"})";
 
-    // The pong never changes: it is framed once and shared (perf showed a
-    // message allocation and a framing per reply as the largest user-space
-    // cost of ping-pong).
-    void pong(wsguard::ConnectionId to) {
-        if (!pong_) {
-            pong_ = guard_.prepare(kPong);
-        }
-        guard_.send_prepared(to, pong_);
+    // The pong never changes: it is framed once, at construction, and shared
+    // (perf showed a message allocation and a framing per reply as the
+    // largest user-space cost of ping-pong).
+    void pong(wsguard::ConnectionId to) { guard_.send_prepared(to, pong_); }
+
+    static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+        counter.fetch_add(n, std::memory_order_relaxed);
     }
 
     void error(wsguard::ConnectionId to, const char* what) {
-        ++stats_.errors;
+        add(errors_);
         const nlohmann::ordered_json out = {{"type", "error"}, {"error", what}};
         reply(to, out.dump());
     }
 
     Guard& guard_;
-    typename Guard::message_ptr pong_{};
-    RouterStats stats_;
-    wsguard::wspp::RoomBridge* bridge_ = nullptr;
+    const typename Guard::message_ptr pong_;
+    std::atomic<std::uint64_t> handled_{0}, errors_{0}, room_messages_{0}, deliveries_{0};
 };
 
 }  // namespace chat

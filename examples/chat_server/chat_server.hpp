@@ -4,34 +4,29 @@
 #pragma once
 
 #include "chat_router.hpp"
-#include "dashboard_page.hpp"
 #include "http_endpoints.hpp"
+#include "telemetry.hpp"
 
-#include <wsguard/growth_rate_detector.hpp>
-#include <wsguard/health.hpp>
-#include <wsguard/memory.hpp>
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 #ifdef WSGUARD_HAVE_HIREDIS
-#include <wsguard/websocketpp/redis_bridge.hpp>
+#include <wsguard/redis/redis_bridge.hpp>
 #endif
 #include <wsguard/websocketpp/server_guard.hpp>
 #include <wsguard/websocketpp/socket_pool.hpp>
 
 #include <websocketpp/server.hpp>
 
-#include <algorithm>
-#include <atomic>
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <deque>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -66,6 +61,17 @@ struct ServerOptions {
     std::string node_id;  ///< id on the Redis wire; empty: host name + pid
     /// The bridge's outgoing queue; empty: RedisBridgeOptions' default.
     std::optional<wsguard::QueueOptions> redis_queue;
+
+    TelemetryOptions telemetry() const {
+        TelemetryOptions t;
+        t.max_connections = guard.max_connections;
+        t.growth_window = growth_window;
+        t.sample_interval = sample_interval;
+        t.snapshot_dir = snapshot_dir;
+        t.snapshot_max_files = snapshot_max_files;
+        t.quiet = quiet;
+        return t;
+    }
 };
 
 #ifndef WSGUARD_CHAT_READ_BUFFER_BYTES
@@ -80,9 +86,12 @@ struct ServerOptions {
 #define WSGUARD_CHAT_READ_BUFFER_BYTES 512
 #endif
 
-/// The reference server: websocketpp asio endpoint + ServerGuard + ChatRouter
-/// + HTTP endpoints on the same port. Lock = NullMutex for one io thread,
-/// std::mutex when several threads run the io_context.
+/// The reference server: websocketpp asio endpoint + ServerGuard (which owns
+/// rooms and fan-out, through a Redis bridge with --redis) + ChatRouter +
+/// Telemetry + HTTP endpoints on the same port. Lock = NullMutex for one io
+/// thread, std::mutex when several threads run the io_context; the server
+/// itself holds no lock: the guard, the router's counters and the telemetry's
+/// monitor synchronize themselves, and shutdown runs on one strand.
 ///
 /// Thread safety: Distinct objects: Safe. Shared objects: run() on one thread;
 /// request_shutdown() and port() from any thread.
@@ -101,9 +110,9 @@ public:
         : options_(std::move(options)),
           guard_(server_, options_.guard),
           router_(guard_),
-          health_(health_options(options_)),
-          started_(std::chrono::steady_clock::now()) {
+          telemetry_(options_.telemetry()) {
         server_.init_asio();
+        strand_.emplace(asio::make_strand(server_.get_io_service()));
         // Lets resident memory fall after a wave of closes (see socket_pool.hpp).
         wsguard::wspp::prewarm_socket_pool(server_.get_io_service(),
                                            options_.guard.max_connections);
@@ -113,10 +122,11 @@ public:
         server_.set_user_agent("");
         server_.set_reuse_addr(true);
         server_.set_listen_backlog(1024);
-        server_.set_http_handler([this](websocketpp::connection_hdl h) { handle_http(h); });
+        server_.set_http_handler([this](websocketpp::connection_hdl h) {
+            serve_http(*server_.get_con_from_hdl(h), *this);
+        });
         on_message_ = guard_.on_message.subscribe(
             [this](wsguard::ConnectionId id, const typename Guard::message_ptr& msg) {
-                std::lock_guard<Lock> lock(router_mutex_);
                 if (msg->get_opcode() == websocketpp::frame::opcode::text) {
                     router_.handle_text(id, msg->get_payload());
                 } else {
@@ -127,7 +137,7 @@ public:
             [this](wsguard::ConnectionId, const wsguard::wspp::CloseInfo&) {
                 // The last close of a graceful shutdown ends the grace period early.
                 if (guard_.shutting_down() && guard_.registry().size() == 0) {
-                    cancel_grace();
+                    asio::post(*strand_, [this] { cancel_grace(); });
                 }
             });
         websocketpp::lib::error_code ec;
@@ -145,34 +155,21 @@ public:
         server_.start_accept();
         port_ = server_.get_local_endpoint(ec).port();
         bridge_ = make_bridge();
-        router_.set_bridge(bridge_.get());
         ticker_ =
             std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
         sampler_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(
             guard_, options_.sample_interval, [this] { sample(); },
             wsguard::wspp::TickerMode::callback_only);
-        if (!options_.snapshot_dir.empty()) {
-            wsguard::SnapshotOptions so;
-            so.directory = options_.snapshot_dir;
-            so.max_files = options_.snapshot_max_files;
-            snapshots_.emplace(so);
-        }
         sample();
     }
 
-    std::uint16_t port() const noexcept { return port_; }
+    ChatServer(const ChatServer&) = delete;
+    ChatServer& operator=(const ChatServer&) = delete;
 
-    static wsguard::HealthOptions health_options(const ServerOptions& o) {
-        wsguard::HealthOptions h;
-        h.checks.max_connections = o.guard.max_connections;
-        for (auto series : wsguard::all_health_series) {
-            auto& g = h.triage.of(series);
-            g.window = o.growth_window;
-            g.min_samples =
-                std::max<std::size_t>(2, std::min<std::size_t>(20, o.growth_window / 3));
-        }
-        return h;
-    }
+    /// Effect: the guard's broadcasts stay on this node before the bridge goes.
+    ~ChatServer() { guard_.set_bridge(nullptr); }
+
+    std::uint16_t port() const noexcept { return port_; }
 
     /// Runs the io loop on `options.threads` threads until shutdown completes.
     void run() {
@@ -190,7 +187,7 @@ public:
     /// stop the timers; run() returns once the close handshakes are done (or
     /// after a 5 s grace period).
     void request_shutdown() {
-        asio::post(server_.get_io_service(), [this] {
+        asio::post(*strand_, [this] {
             if (guard_.shutting_down()) {
                 return;
             }
@@ -199,14 +196,11 @@ public:
             bridge_->stop();  // the Redis connection would keep the io loop alive
             guard_.shutdown();
             // A peer that never answers our close must not hold the process.
-            {
-                std::lock_guard<Lock> lock(grace_mutex_);
-                grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
-                    if (!ec) {
-                        server_.stop();
-                    }
-                });
-            }
+            grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
+                if (!ec) {
+                    server_.stop();
+                }
+            });
             // The last close may have come before grace_ was set.
             if (guard_.registry().size() == 0) {
                 cancel_grace();
@@ -214,25 +208,19 @@ public:
         });
     }
 
-    ServerSnapshot snapshot() {
+    /// Effect: every count the HTTP endpoints report, gathered now.
+    ServerSnapshot snapshot() const {
         ServerSnapshot s;
         s.guard = guard_.stats();
-        {
-            std::lock_guard<Lock> lock(router_mutex_);
-            s.router = router_.stats();
-        }
+        s.router = router_.stats();
         s.bridge = bridge_->stats();
-        s.memory = wsguard::read_memory();
-        {
-            std::lock_guard<Lock> lock(sample_mutex_);
-            s.health = health_.report();
-            for (auto series : wsguard::all_health_series) {
-                s.growth.emplace_back(wsguard::to_string(series), health_.triage().verdict(series));
-            }
-        }
-        s.uptime_seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+        telemetry_.fill(s);
         return s;
+    }
+
+    /// The kept samples, oldest first (GET /history).
+    std::string history_json() const {
+        return chat::history_json(telemetry_.history(), options_.sample_interval);
     }
 
     Guard& guard() noexcept { return guard_; }
@@ -256,6 +244,7 @@ private:
         if (options_.redis_queue) {
             bo.queue = *options_.redis_queue;
         }
+        // Attaches itself to the guard: every room broadcast reaches the other nodes.
         return std::make_unique<wsguard::wspp::RedisBridge<Guard, Lock>>(server_.get_io_service(),
                                                                          guard_, std::move(bo));
 #else
@@ -263,120 +252,29 @@ private:
 #endif
     }
 
+    // On the strand, as request_shutdown()'s handler that sets grace_.
     void cancel_grace() {
-        std::lock_guard<Lock> lock(grace_mutex_);
         if (grace_) {
             grace_->cancel();
         }
     }
 
     void sample() {
-        const auto now = std::chrono::steady_clock::now();
-        const auto g = guard_.stats();
-        wsguard::HealthSample hs;
-        hs.memory = wsguard::read_memory();
-        hs.connections = g.connections;
-        hs.listeners = g.listeners;
-        hs.queued_bytes = g.queued_bytes;
-        hs.rooms = g.rooms;
-        hs.memberships = g.memberships;
-        HistorySample h;
-        h.t = std::chrono::duration<double>(now - started_).count();
-        h.resident_bytes = hs.memory.resident_bytes;
-        h.heap_bytes = hs.memory.heap_in_use_bytes;
-        h.connections = g.connections;
-        h.listeners = g.listeners;
-        h.queued_bytes = g.queued_bytes;
-        h.rooms = g.rooms;
-        h.memberships = g.memberships;
-        wsguard::HealthReport report;
-        {
-            std::lock_guard<Lock> lock(sample_mutex_);
-            health_.sample(now, hs);
-            if (history_.size() == kHistorySamples) {
-                history_.pop_front();
-            }
-            history_.push_back(h);
-            if (!snapshots_) {
-                return;
-            }
-            report = health_.report();
-        }
-        if (report.level == wsguard::HealthLevel::critical) {
-            const std::string census = stats_json(snapshot());
-            std::lock_guard<Lock> lock(sample_mutex_);
-            const auto result = snapshots_->maybe_write(report, census, now);
-            if (result.status == wsguard::SnapshotStatus::written && !options_.quiet) {
-                std::printf("chat_server: health critical, census written to %s\n",
-                            result.path.c_str());
-            } else if (result.status == wsguard::SnapshotStatus::failed) {
-                std::fprintf(stderr, "chat_server: cannot write health snapshot: %s\n",
-                             result.error.c_str());
-            }
-        }
-    }
-
-public:
-    /// The last kHistorySamples samples, oldest first (GET /history).
-    std::string history_json() {
-        std::lock_guard<Lock> lock(sample_mutex_);
-        return chat::history_json(history_, options_.sample_interval);
-    }
-
-private:
-    static constexpr std::size_t kHistorySamples = 600;  // 10 minutes at the default 1 s
-
-    void handle_http(websocketpp::connection_hdl hdl) {
-        auto con = server_.get_con_from_hdl(hdl);
-        std::string path = con->get_resource();
-        path = path.substr(0, path.find('?'));
-        if (con->get_request().get_method() != "GET") {
-            con->set_status(websocketpp::http::status_code::method_not_allowed);
-            con->append_header("Allow", "GET");
-            con->set_body("only GET is supported\n");
-            return;
-        }
-        if (path == "/stats") {
-            con->set_status(websocketpp::http::status_code::ok);
-            con->append_header("Content-Type", "application/json");
-            con->set_body(stats_json(snapshot()));
-        } else if (path == "/metrics") {
-            con->set_status(websocketpp::http::status_code::ok);
-            con->append_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-            con->set_body(metrics_text(snapshot()));
-        } else if (path == "/history") {
-            con->set_status(websocketpp::http::status_code::ok);
-            con->append_header("Content-Type", "application/json");
-            con->set_body(history_json());
-        } else if (path == "/") {
-            con->set_status(websocketpp::http::status_code::ok);
-            con->append_header("Content-Type", "text/html; charset=utf-8");
-            con->set_body(dashboard_page());
-        } else {
-            con->set_status(websocketpp::http::status_code::not_found);
-            con->append_header("Content-Type", "text/plain");
-            con->set_body("not found: try /, /stats or /metrics\n");
-        }
-        con->append_header("Cache-Control", "no-store");
+        telemetry_.sample(guard_.stats(), [this] { return stats_json(snapshot()); });
     }
 
     ServerOptions options_;
     Server server_;
     Guard guard_;
-    Lock router_mutex_;
     ChatRouter<Guard> router_;
-    Lock sample_mutex_;
-    wsguard::HealthMonitor health_;
-    std::optional<wsguard::CriticalSnapshotWriter> snapshots_;
-    std::deque<HistorySample> history_;
-    std::chrono::steady_clock::time_point started_;
+    Telemetry<Lock> telemetry_;
     wsguard::ScopedListener on_message_;
     wsguard::ScopedListener on_close_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> ticker_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> sampler_;
-    // Set by the shutdown handler, cancelled by the last close: with several
-    // io threads those run on different threads.
-    Lock grace_mutex_;
+    // The shutdown handler sets grace_ and the last close cancels it: with
+    // several io threads both run on this strand, never at once.
+    std::optional<asio::strand<asio::io_context::executor_type>> strand_;
     typename Server::timer_ptr grace_;
     // After server_ (its io_context) and guard_: destroyed before both.
     std::unique_ptr<wsguard::wspp::RoomBridge> bridge_;

@@ -1,14 +1,19 @@
-// wsguard reference chat server — what /stats and /metrics say.
+// wsguard reference chat server — the HTTP endpoints: a request in, a response
+// out. What they report is gathered elsewhere (telemetry.hpp, the guard, the
+// router, the bridge) into a ServerSnapshot; this file only renders it.
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include "chat_router.hpp"
+#include "dashboard_page.hpp"
+#include "telemetry.hpp"
 
 #include <wsguard/growth_rate_detector.hpp>
 #include <wsguard/health.hpp>
 #include <wsguard/memory.hpp>
+#include <wsguard/websocketpp/guard_types.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
-#include <wsguard/websocketpp/server_guard.hpp>
+
+#include <websocketpp/http/constants.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -17,47 +22,31 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace chat {
 
-/// Everything the HTTP endpoints report, gathered once per request.
-struct ServerSnapshot {
-    wsguard::wspp::GuardStats guard;
-    RouterStats router;
-    wsguard::wspp::BridgeStats bridge;  ///< rooms across servers (state "local": none)
-    wsguard::MemoryReading memory;
-    wsguard::HealthReport health;
-    /// (series name, verdict) for every series the triage watches.
-    std::vector<std::pair<std::string, wsguard::GrowthVerdict>> growth;
-    double uptime_seconds = 0;
-};
-
 inline nlohmann::ordered_json optional_json(const std::optional<std::size_t>& v) {
     return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
 }
 
-/// One sample of every series the dashboard plots.
-struct HistorySample {
-    double t = 0;  ///< seconds since the server started
-    std::optional<std::size_t> resident_bytes, heap_bytes;
-    std::size_t connections = 0, listeners = 0, queued_bytes = 0, rooms = 0, memberships = 0;
-};
-
-/// GET /history: {"interval_ms":N,"samples":[{...}, ...]}, oldest first.
-template <class Container>
-std::string history_json(const Container& samples, std::chrono::milliseconds interval) {
+/// GET /history: {"interval_ms":N,"samples":[{...}, ...]}, oldest first; each
+/// sample has its time in seconds since the start, the memory readings and
+/// every guard series.
+inline std::string history_json(
+    const std::vector<std::pair<double, wsguard::HealthSample>>& samples,
+    std::chrono::milliseconds interval) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
-    for (const HistorySample& h : samples) {
-        list.push_back({{"t", h.t},
-                        {"resident_bytes", optional_json(h.resident_bytes)},
-                        {"heap_bytes", optional_json(h.heap_bytes)},
-                        {"connections", h.connections},
-                        {"listeners", h.listeners},
-                        {"queued_bytes", h.queued_bytes},
-                        {"rooms", h.rooms},
-                        {"memberships", h.memberships}});
+    for (const auto& [t, h] : samples) {
+        nlohmann::ordered_json one = {{"t", t},
+                                      {"resident_bytes", optional_json(h.memory.resident_bytes)},
+                                      {"heap_bytes", optional_json(h.memory.heap_in_use_bytes)}};
+        for (const GuardSeries& g : guard_series) {
+            one[wsguard::to_string(g.series)] = h.*g.in_sample;
+        }
+        list.push_back(std::move(one));
     }
     nlohmann::ordered_json j = {{"interval_ms", interval.count()}, {"samples", std::move(list)}};
     return j.dump();
@@ -66,12 +55,11 @@ std::string history_json(const Container& samples, std::chrono::milliseconds int
 /// GET /stats: the top-level counts first, then objects per concern.
 inline std::string stats_json(const ServerSnapshot& s) {
     const auto& g = s.guard;
-    nlohmann::ordered_json j = {
-        {"connections", g.connections},
-        {"rooms", g.rooms},
-        {"memberships", g.memberships},
-        {"listeners", g.listeners},
-        {"queued_bytes", g.queued_bytes},
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (const GuardSeries& series : guard_series) {
+        j[wsguard::to_string(series.series)] = g.*series.in_stats;
+    }
+    j.update(nlohmann::ordered_json{
         {"dropped_messages", g.dropped_messages},
         {"rejected_connections", g.rejected_connections},
         {"uptime_seconds", s.uptime_seconds},
@@ -90,7 +78,9 @@ inline std::string stats_json(const ServerSnapshot& s) {
           {"bytes_in", g.bytes_in},
           {"bytes_out", g.bytes_out},
           {"pings_sent", g.pings_sent},
-          {"pongs_received", g.pongs_received}}},
+          {"pongs_received", g.pongs_received},
+          {"send_not_connected", g.send_not_connected},
+          {"send_failed", g.send_failed}}},
         {"router",
          {{"handled", s.router.handled},
           {"errors", s.router.errors},
@@ -129,20 +119,30 @@ inline std::string stats_json(const ServerSnapshot& s) {
             {"high_water_count", s.bridge.queue.high_water_count},
             {"dropped_oldest", s.bridge.queue.dropped_oldest},
             {"dropped_expired", s.bridge.queue.dropped_expired}}}}},
-    };
+    });
     nlohmann::ordered_json growth = nlohmann::ordered_json::object();
     for (const auto& [series, v] : s.growth) {
         // No rate is better than a meaningless one from two samples.
-        growth[series] = {{"level", wsguard::to_string(v.level)},
-                          {"growth_per_hour", v.level == wsguard::GrowthLevel::insufficient_data
-                                                  ? nlohmann::ordered_json(nullptr)
-                                                  : nlohmann::ordered_json(v.growth_per_hour)},
-                          {"r_squared", v.r_squared},
-                          {"samples", v.samples}};
+        growth[wsguard::to_string(series)] = {
+            {"level", wsguard::to_string(v.level)},
+            {"growth_per_hour", v.level == wsguard::GrowthLevel::insufficient_data
+                                    ? nlohmann::ordered_json(nullptr)
+                                    : nlohmann::ordered_json(v.growth_per_hour)},
+            {"r_squared", v.r_squared},
+            {"samples", v.samples}};
     }
     j["growth"] = std::move(growth);
-    j["health"] = nlohmann::ordered_json::parse(wsguard::to_json(s.health));
-    return j.dump(2);
+    // The health report has one writer, the library's: its JSON goes in as
+    // written (serialized once), as the last member.
+    std::string out = j.dump(2);
+    out.pop_back();  // the closing brace
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+        out.pop_back();
+    }
+    out += ",\n  \"health\": ";
+    out += wsguard::to_json(s.health);
+    out += "\n}";
+    return out;
 }
 
 namespace detail {
@@ -180,12 +180,9 @@ private:
 inline std::string metrics_text(const ServerSnapshot& s) {
     const auto& g = s.guard;
     detail::MetricsWriter w;
-    w.gauge("connections", "Open, admitted WebSocket connections.", double(g.connections));
-    w.gauge("rooms", "Rooms with at least one member.", double(g.rooms));
-    w.gauge("memberships", "Room memberships over all connections.", double(g.memberships));
-    w.gauge("listeners", "Listeners attached to the server's events.", double(g.listeners));
-    w.gauge("queued_bytes", "Bytes waiting in every connection's send queue.",
-            double(g.queued_bytes));
+    for (const GuardSeries& series : guard_series) {
+        w.gauge(wsguard::to_string(series.series), series.help, double(g.*series.in_stats));
+    }
     w.counter("dropped_messages_total", "Messages not queued for a slow consumer.",
               double(g.dropped_messages));
     w.counter("rejected_connections_total", "Connections refused at max connections (1013).",
@@ -204,6 +201,11 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     w.counter("messages_out_total", "Messages queued for sending.", double(g.messages_out));
     w.counter("bytes_in_total", "Payload bytes received.", double(g.bytes_in));
     w.counter("bytes_out_total", "Payload bytes queued for sending.", double(g.bytes_out));
+    w.counter("send_not_connected_total",
+              "Sends to a connection that was unknown, closing or closed.",
+              double(g.send_not_connected));
+    w.counter("send_failed_total", "Sends websocketpp refused for another reason.",
+              double(g.send_failed));
     w.counter("router_errors_total", "Error replies to malformed messages.",
               double(s.router.errors));
     if (s.memory.resident_bytes) {
@@ -228,12 +230,12 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     w.family("growth_per_hour", "gauge",
              "Least-squares growth per hour of each series (0 until enough samples).");
     for (const auto& [series, v] : s.growth) {
-        w.sample("growth_per_hour", "series", series,
+        w.sample("growth_per_hour", "series", wsguard::to_string(series),
                  v.level == wsguard::GrowthLevel::insufficient_data ? 0.0 : v.growth_per_hour);
     }
     w.family("growth_fit_r_squared", "gauge", "Fit quality (R^2) of each series' growth line.");
     for (const auto& [series, v] : s.growth) {
-        w.sample("growth_fit_r_squared", "series", series, v.r_squared);
+        w.sample("growth_fit_r_squared", "series", wsguard::to_string(series), v.r_squared);
     }
     const auto& b = s.bridge;
     w.gauge("bridge_connected", "1 when the scale-out bridge is connected to its broker.",
@@ -260,6 +262,55 @@ inline std::string metrics_text(const ServerSnapshot& s) {
             double(s.health.findings.size()));
     w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
     return w.str();
+}
+
+/// One HTTP response: status, headers (Content-Type first) and body.
+struct HttpResponse {
+    websocketpp::http::status_code::value status = websocketpp::http::status_code::ok;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+};
+
+/// Effect: the response to `method` `resource` (query ignored). Source gives
+/// snapshot() (a ServerSnapshot) and history_json(); it is asked only for
+/// what the path needs.
+template <class Source>
+HttpResponse respond(std::string_view method, std::string_view resource, Source& source) {
+    const std::string_view path = resource.substr(0, resource.find('?'));
+    HttpResponse r;
+    auto content = [&r](const char* type, std::string body) {
+        r.headers.emplace_back("Content-Type", type);
+        r.body = std::move(body);
+    };
+    if (method != "GET") {
+        r.status = websocketpp::http::status_code::method_not_allowed;
+        r.headers.emplace_back("Allow", "GET");
+        content("text/plain", "only GET is supported\n");
+    } else if (path == "/stats") {
+        content("application/json", stats_json(source.snapshot()));
+    } else if (path == "/metrics") {
+        content("text/plain; version=0.0.4; charset=utf-8", metrics_text(source.snapshot()));
+    } else if (path == "/history") {
+        content("application/json", source.history_json());
+    } else if (path == "/") {
+        content("text/html; charset=utf-8", dashboard_page());
+    } else {
+        r.status = websocketpp::http::status_code::not_found;
+        content("text/plain", "not found: try /, /stats or /metrics\n");
+    }
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
+/// Effect: answers websocketpp connection `con`'s HTTP request through respond().
+template <class Connection, class Source>
+void serve_http(Connection& con, Source& source) {
+    HttpResponse r = respond(con.get_request().get_method(), con.get_resource(), source);
+    con.set_status(r.status);
+    for (const auto& [name, value] : r.headers) {
+        con.append_header(name, value);
+    }
+    con.set_body(std::move(r.body));
 }
 
 }  // namespace chat

@@ -9,10 +9,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <asio/post.hpp>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <sstream>
@@ -23,6 +26,7 @@
 
 using nlohmann::json;
 using wsguard::test::ClientEndpoint;
+using wsguard::test::get_stats;
 using wsguard::test::http_get;
 using wsguard::test::ServerRunner;
 using wsguard::test::stat_of;
@@ -258,6 +262,39 @@ TEST_CASE("GET /metrics is Prometheus text with the wsguard_ prefix", "[stats]")
         CHECK(rc == 0);
     }
     CHECK(server.stop());
+}
+
+TEST_CASE("sends to a closed connection and sends websocketpp refused show in /stats and /metrics",
+          "[stats]") {
+    ServerRunner<> server;
+    ClientEndpoint clients;
+    auto a = clients.connect_open(server.port());
+    REQUIRE(a);
+    REQUIRE(a->round_trip());
+    json s = get_stats(server.port());
+    CHECK(stat_of(s, "traffic", "send_not_connected") == 0);
+    CHECK(stat_of(s, "traffic", "send_failed") == 0);
+
+    auto& guard = server.server().guard();
+    std::promise<void> done;
+    asio::post(server.server().endpoint().get_io_service(), [&] {
+        guard.send(987654321, "nobody has this id");
+        guard.registry().for_each([&](wsguard::ConnectionId id, const auto&, const auto&) {
+            guard.send(id, std::string("\xff\xfe"));  // not UTF-8: websocketpp refuses it
+        });
+        done.set_value();
+    });
+    done.get_future().get();
+
+    s = get_stats(server.port());
+    CHECK(stat_of(s, "traffic", "send_not_connected") == 1);
+    CHECK(stat_of(s, "traffic", "send_failed") == 1);
+    auto r = http_get(server.port(), "/metrics");
+    REQUIRE(r);
+    const auto samples = parse_metrics(r->body);
+    CHECK(samples.at("wsguard_send_not_connected_total") == 1);
+    CHECK(samples.at("wsguard_send_failed_total") == 1);
+    CHECK(a->round_trip());  // the connection is untouched
 }
 
 TEST_CASE("GET / is the dashboard, unknown paths are 404, other methods 405", "[stats]") {

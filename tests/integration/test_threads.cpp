@@ -171,3 +171,83 @@ TEST_CASE("four io threads deliver every room message once under joins, leaves a
     CHECK(g.room_index.joins == g.room_index.leaves);
     CHECK(g.room_index.rooms_created == g.room_index.rooms_erased);
 }
+
+TEST_CASE("four threads join, publish and leave one room at once: no router lock, exact counts",
+          "[threads]") {
+    auto options = wsguard::test::test_server_options();
+    options.threads = io_threads;
+    options.guard.max_buffered_bytes = 64u << 20;
+    ServerRunner<std::mutex> server(options);
+    const auto port = server.port();
+    json s = wsguard::test::get_stats(port);
+    const auto listeners_at_rest = stat_of(s, "listeners");
+    const auto handled_at_rest = s["router"]["handled"].get<long long>();
+
+    ClientEndpoint clients;
+    ConnectOptions counting;
+    counting.keep_messages = false;
+    // One reader in the room for the whole run: it gets every message once.
+    auto reader = clients.connect_open(port, counting);
+    REQUIRE(reader);
+    reader->send(json{{"type", "join"}, {"room", "shared"}});
+    reader->send(json{{"type", "ping"}});
+    REQUIRE(reader->wait_received(1, wsguard::test::prompt_wait));
+
+    constexpr int workers = 4;
+    constexpr int rounds = 40;
+    constexpr int per_round = 5;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> pool;
+    for (int w = 0; w < workers; ++w) {
+        pool.emplace_back([&] {
+            auto c = clients.connect_open(port);
+            if (!c) {
+                ++failures;
+                return;
+            }
+            for (int r = 0; r < rounds; ++r) {
+                c->send(json{{"type", "join"}, {"room", "shared"}});
+                for (int i = 0; i < per_round; ++i) {
+                    c->send(json{{"type", "room-message"}, {"room", "shared"}, {"content", i}});
+                }
+                c->send(json{{"type", "leave"}, {"room", "shared"}});
+            }
+            if (!c->round_trip()) {  // everything before it was handled
+                ++failures;
+            }
+            c->close();
+            if (!c->wait_closed()) {
+                ++failures;
+            }
+        });
+    }
+    for (auto& t : pool) {
+        t.join();
+    }
+    REQUIRE(failures == 0);
+
+    const auto sent = static_cast<std::size_t>(workers * rounds * per_round);
+    CHECK(reader->wait_received(sent + 1, Millis{20000}));
+    CHECK(reader->received() == sent + 1);
+    reader->close();
+    CHECK(reader->wait_closed());
+    CHECK(stats_eventually(
+        port,
+        [](const json& j) {
+            return stat_of(j, "connections") == 0 && stat_of(j, "rooms") == 0 &&
+                   stat_of(j, "memberships") == 0;
+        },
+        s, Millis{10000}));
+    INFO(s.dump(2));
+    // Every message was counted once, with no lock around the router: joins,
+    // leaves, room messages, the round trips' pings and the reader's ping and join.
+    const auto handled = s["router"]["handled"].get<long long>() - handled_at_rest;
+    CHECK(handled == workers * rounds * (per_round + 2) + workers + 2);
+    CHECK(s["router"]["room_messages"] == workers * rounds * per_round);
+    CHECK(s["router"]["deliveries"].get<long long>() >= static_cast<long long>(sent));
+    CHECK(stat_of(s, "listeners") == listeners_at_rest);
+    REQUIRE(server.stop());
+    const auto g = server.server().guard().stats();
+    CHECK(g.room_index.joins == g.room_index.leaves);
+    CHECK(g.room_index.rooms_created == g.room_index.rooms_erased);
+}

@@ -6,7 +6,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <asio/post.hpp>
+
 #include <cstdio>
+#include <future>
 #include <map>
 #include <set>
 #include <string>
@@ -149,6 +152,43 @@ TEST_CASE("members on both servers get each room message once, in order, never t
     REQUIRE(metrics);
     CHECK(metrics->body.find("wsguard_bridge_published_total 200") != std::string::npos);
     CHECK(metrics->body.find("wsguard_bridge_connected 1") != std::string::npos);
+}
+
+TEST_CASE("a broadcast made on the guard itself reaches the room's members on the other node",
+          "[redis]") {
+    WSGUARD_NEED_REDIS();
+    RedisProcess redis;
+    REQUIRE(redis.start());
+    Runner a(node_options(redis, "node-a")), b(node_options(redis, "node-b"));
+    ClientEndpoint ep;
+    auto a1 = ep.connect_open(a.port()), b1 = ep.connect_open(b.port());
+    REQUIRE((a1 && b1));
+    for (auto* c : {a1.get(), b1.get()}) {
+        join(*c, "lobby");
+        REQUIRE(c->round_trip());
+    }
+    REQUIRE(subscribed(a.port(), 1));
+    REQUIRE(subscribed(b.port(), 1));
+
+    // Not through the router: any caller of the guard's broadcast reaches every node.
+    auto& guard = a.server().guard();
+    std::promise<wsguard::wspp::BroadcastResult> done;
+    asio::post(a.server().endpoint().get_io_service(), [&] {
+        done.set_value(guard.broadcast(
+            "lobby", json{{"type", "message"}, {"from", 0}, {"content", "direct"}}.dump()));
+    });
+    const auto result = done.get_future().get();
+    CHECK(result.sent == 1);  // a1, on this node
+    CHECK(result.bridge == wsguard::wspp::PublishStatus::queued);
+    for (auto* c : {a1.get(), b1.get()}) {
+        const auto got = collect(*c, 1, Millis{5000});
+        REQUIRE(got.size() == 1);
+        CHECK(got[0] == "direct");
+        CHECK_FALSE(c->next_of_type("message", Millis{300}).has_value());  // once
+    }
+    const json br = bridge_of(a.port());
+    CHECK(br["published"] == 1);
+    CHECK(bridge_of(b.port())["delivered"] == 1);
 }
 
 TEST_CASE("10,000 messages across 100 rooms and two servers: none lost", "[redis]") {

@@ -1,9 +1,9 @@
 // The bridge seam without a Redis server: LocalBridge, the guard's room
 // events (over the iostream transport), URL parsing, option checks, and a
 // RedisBridge whose Redis never answers (local rooms unaffected, queue bounded).
+#include <wsguard/redis/redis_bridge.hpp>
 #include <wsguard/room_index.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
-#include <wsguard/websocketpp/redis_bridge.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 #include <wsguard/websocketpp/server_guard.hpp>
 
@@ -35,8 +35,12 @@ struct FakeGuard {
     wsguard::Emitter<std::string> on_room_created, on_room_emptied;
     wsguard::RoomIndex<ConnectionId, std::string> index;
     std::vector<std::pair<std::string, std::string>> delivered;
-    const wsguard::RoomIndex<ConnectionId, std::string>& rooms() const { return index; }
-    void broadcast(const std::string& room, std::string_view payload, ConnectionId) {
+    wsguard::wspp::LocalBridge local;
+    wsguard::wspp::RoomBridge* attached = &local;
+    std::size_t member_count(const std::string& room) const { return index.member_count(room); }
+    void set_bridge(wsguard::wspp::RoomBridge* b) { attached = b != nullptr ? b : &local; }
+    wsguard::wspp::RoomBridge& bridge() const { return *attached; }
+    void broadcast_local(const std::string& room, std::string_view payload, ConnectionId) {
         delivered.emplace_back(room, std::string(payload));
     }
     void join(ConnectionId id, const std::string& room) {

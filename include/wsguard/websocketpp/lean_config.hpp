@@ -14,9 +14,9 @@
 // delivery. Each KiB saved is a KiB of every open connection.
 #pragma once
 
-#include <atomic>
+#include <wsguard/websocketpp/connection_memory.hpp>
+
 #include <cstddef>
-#include <cstdint>
 
 #include <websocketpp/concurrency/none.hpp>
 #include <websocketpp/config/asio_no_tls.hpp>
@@ -29,15 +29,6 @@ namespace wsguard::wspp {
 /// Bytes the lean configs read from the socket per read call; every connection
 /// holds a buffer of this size for its whole life.
 inline constexpr std::size_t default_lean_read_buffer_bytes = 1024;
-
-/// A config's connection_base that carries the id ServerGuard gave the
-/// connection, so the guard reads it from the connection instead of keeping a
-/// map from connection to id (a node and a bucket, ~40 B per connection, and a
-/// hash lookup per message). Any connection_base with a member
-/// `std::atomic<std::uint64_t> wsguard_connection_id` works the same way.
-struct GuardConnectionBase {
-    std::atomic<std::uint64_t> wsguard_connection_id{0};  // 0: not admitted
-};
 
 namespace detail {
 

@@ -9,13 +9,17 @@
 // the local members got) to the other nodes, and a bridge delivers what other
 // nodes published to this node's members through its deliver function.
 //
-// LocalBridge is the default: one node, no broker, nothing to carry (today's
-// behaviour). RedisBridge (redis_bridge.hpp, needs hiredis) carries messages
-// over Redis pub/sub.
+// A ServerGuard owns its bridge's use: every room broadcast through the guard
+// is published to it (ServerGuard::set_bridge), and a bridge hands what other
+// nodes published to the guard's broadcast_local(), which publishes nothing.
+// LocalBridge is the guard's default: one node, no broker, nothing to carry.
+// RedisBridge (wsguard/redis/redis_bridge.hpp, the only header that needs
+// hiredis) carries messages over Redis pub/sub.
 #pragma once
 
 #include <wsguard/bounded_message_queue.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -106,17 +110,17 @@ struct BridgeStats {
 };
 
 /// Effect: hands `payload`, published by another node to `room`, to this
-/// node's members of `room` (typically guard.broadcast(room, payload, 0)).
+/// node's members of `room` (typically guard.broadcast_local(room, payload, 0)).
 using DeliverFunction = std::function<void(const std::string& room, std::string_view payload)>;
 
 /// Effect: a DeliverFunction that broadcasts to `guard`'s local members of the
-/// room, excluding nobody (the sender is on another node). `guard` must
-/// outlive the function.
-/// Never fails. Thread safety: as Guard::broadcast. Exceptions: std::bad_alloc.
+/// room, excluding nobody (the sender is on another node), and publishes
+/// nothing back (broadcast_local). `guard` must outlive the function.
+/// Never fails. Thread safety: as Guard::broadcast_local. Exceptions: std::bad_alloc.
 template <class Guard>
 DeliverFunction broadcast_to(Guard& guard) {
     return [&guard](const std::string& room, std::string_view payload) {
-        guard.broadcast(room, payload, 0);
+        guard.broadcast_local(room, payload, 0);
     };
 }
 
@@ -153,41 +157,43 @@ protected:
 /// The in-process default: one node, no broker. publish() has nobody to reach
 /// and only counts; nothing is ever delivered from elsewhere.
 ///
-/// Thread safety: Distinct objects: Safe. Shared objects: Unsafe (one io thread).
+/// Thread safety: Distinct objects: Safe. Shared objects: Safe (relaxed
+/// counters: a guard's broadcasts publish from every io thread).
 class LocalBridge final : public RoomBridge {
 public:
     /// Effect: counts the call; returns local_only (stopped after stop()).
-    /// Never fails. Thread safety: Unsafe. Exceptions: nothrow.
-    PublishStatus publish(const std::string&, std::string_view) override {
-        ++publish_calls_;
-        if (stopped_) {
-            ++failed_;
+    /// Never fails. Thread safety: Safe. Exceptions: nothrow.
+    PublishStatus publish(const std::string&, std::string_view) noexcept override {
+        publish_calls_.fetch_add(1, std::memory_order_relaxed);
+        if (stopped_.load(std::memory_order_relaxed)) {
+            failed_.fetch_add(1, std::memory_order_relaxed);
             return PublishStatus::stopped;
         }
-        ++local_only_;
+        local_only_.fetch_add(1, std::memory_order_relaxed);
         return PublishStatus::local_only;
     }
 
-    /// Effect: later publishes return stopped. Never fails. Thread safety: Unsafe.
+    /// Effect: later publishes return stopped. Never fails. Thread safety: Safe.
     /// Exceptions: nothrow.
-    void stop() noexcept override { stopped_ = true; }
+    void stop() noexcept override { stopped_.store(true, std::memory_order_relaxed); }
 
     /// Effect: state local (or stopped), the publish counts, zeros elsewhere.
-    /// Never fails. Thread safety: Unsafe. Exceptions: std::bad_alloc (never in practice).
+    /// Never fails. Thread safety: Safe. Exceptions: std::bad_alloc (never in practice).
     BridgeStats stats() const override {
         BridgeStats s;
-        s.state = stopped_ ? BridgeState::stopped : BridgeState::local;
-        s.publish_calls = publish_calls_;
-        s.local_only = local_only_;
-        s.failed = failed_;
+        s.state =
+            stopped_.load(std::memory_order_relaxed) ? BridgeState::stopped : BridgeState::local;
+        s.publish_calls = publish_calls_.load(std::memory_order_relaxed);
+        s.local_only = local_only_.load(std::memory_order_relaxed);
+        s.failed = failed_.load(std::memory_order_relaxed);
         return s;
     }
 
 private:
-    std::uint64_t publish_calls_ = 0;
-    std::uint64_t local_only_ = 0;
-    std::uint64_t failed_ = 0;
-    bool stopped_ = false;
+    std::atomic<std::uint64_t> publish_calls_{0};
+    std::atomic<std::uint64_t> local_only_{0};
+    std::atomic<std::uint64_t> failed_{0};
+    std::atomic<bool> stopped_{false};
 };
 
 }  // namespace wsguard::wspp

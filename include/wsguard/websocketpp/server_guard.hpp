@@ -14,6 +14,13 @@
 //  - captured references: handlers capture `this` only, and the guard's
 //    destructor uninstalls them.
 //
+// The guard owns fan-out: a room broadcast reaches this node's members and,
+// through the guard's RoomBridge (in-process by default, Redis with
+// wsguard/redis/redis_bridge.hpp), every other node's, so no caller can
+// forget the other nodes (Beast chat-multi's shared_state: sessions only call it).
+// Its vocabulary (options, results, stats) is in guard_types.hpp, and what it
+// does to make an idle connection cheap in connection_memory.hpp.
+//
 // Thread model. Lock = NullMutex (ServerGuard): one io thread runs the
 // endpoint, and every call on the guard (send, broadcast, tick, stats, ...)
 // is made from that thread, e.g. from handlers or from timers on the same
@@ -36,18 +43,19 @@
 #include <wsguard/null_mutex.hpp>
 #include <wsguard/room_index.hpp>
 #include <wsguard/scoped_listener.hpp>
+#include <wsguard/websocketpp/connection_memory.hpp>
+#include <wsguard/websocketpp/guard_types.hpp>
+#include <wsguard/websocketpp/room_bridge.hpp>
 
 #include <websocketpp/close.hpp>
 #include <websocketpp/frame.hpp>
 #include <websocketpp/processors/hybi13.hpp>
 #include <websocketpp/server.hpp>
-#include <websocketpp/uri.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <iterator>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -55,145 +63,10 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 namespace wsguard::wspp {
-
-/// What happens when a send would push a connection's buffered outgoing bytes
-/// over GuardOptions::max_buffered_bytes.
-enum class SlowConsumerPolicy {
-    drop,  ///< the message is not queued for that connection; counted in dropped_messages
-    close  ///< the connection is closed with 1008 "Slow consumer"; counted in closed_slow_consumer
-};
-
-/// Every limit the guard enforces. Defaults suit a chat-like server with many
-/// mostly idle connections; each says why.
-struct GuardOptions {
-    /// Connections beyond this are accepted, then closed with 1013 "Try again
-    /// later" so a client sees why. 10,000 fits comfortably in a few hundred MiB.
-    std::size_t max_connections = 10000;
-    /// Largest incoming message; a bigger one closes the connection with 1009.
-    /// 1 MiB: websocketpp's 32 MB default lets one peer make the server buffer
-    /// 32 MB before anything checks it.
-    std::size_t max_message_bytes = 1 << 20;
-    /// A connection that sends no message for this long is closed with 1000
-    /// "Idle timeout". Pongs do not count. 5 min, Beast's suggestion for servers.
-    /// Zero disables.
-    std::chrono::milliseconds idle_timeout{300000};
-    /// How often each connection is pinged. 30 s keeps NAT mappings alive and
-    /// finds dead peers within a minute. Zero disables pings and dead-peer checks.
-    std::chrono::milliseconds ping_interval{30000};
-    /// A ping unanswered for this long means the peer is dead: the connection
-    /// is terminated (no close handshake, the peer is gone). Zero: the ping
-    /// interval, so a dead peer is gone within two intervals.
-    std::chrono::milliseconds pong_timeout{0};
-    /// A peer that connects but does not finish the opening handshake (HTTP
-    /// request included) within this long is dropped: a slowloris holds a
-    /// socket and a connection object only this long. 5 s, websocketpp's
-    /// default. Zero disables (websocketpp's meaning), leaving stalls unbounded.
-    std::chrono::milliseconds open_handshake_timeout{5000};
-    /// Per-connection bound on bytes queued in websocketpp's send queue. 1 MiB
-    /// (Centrifugo's default): a few seconds of a busy room, not enough to
-    /// matter at 10,000 connections unless many readers stall at once.
-    std::size_t max_buffered_bytes = 1 << 20;
-    /// What a send over max_buffered_bytes does. Drop suits chat (a stalled
-    /// reader misses messages); close suits in-order streams.
-    SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::drop;
-    /// Limits on rooms: per member, name length, total.
-    RoomOptions rooms{};
-    /// After this many connections closed since the last trim, the first tick
-    /// that sees no new close (the wave is over) hands freed heap back to the
-    /// system, so resident memory falls after a wave of disconnects instead of
-    /// staying at the peak. Zero disables.
-    std::size_t trim_after_closes = 256;
-    /// After the on_open listeners ran, drop the header maps of the opening
-    /// handshake's request and response, which websocketpp keeps for the
-    /// connection's life (about 1 KB per connection with browser-like
-    /// clients). Afterwards get_request_header() and friends return empty.
-    /// For servers that hold many mostly idle connections.
-    bool release_handshake_headers = false;
-    /// websocketpp parses a URI per connection and keeps it for the
-    /// connection's life (~130 B on the heap). Connections that asked for the
-    /// same URI share one parsed copy (a URI is immutable once parsed) from a
-    /// table of at most this many distinct URIs; entries no connection uses
-    /// are dropped when the table is full. Connections whose URI finds no room
-    /// keep their own. Zero disables sharing.
-    std::size_t max_shared_uris = 64;
-};
-
-/// What a send did. Every value but `sent` is also counted in stats().
-enum class SendStatus {
-    sent,                  ///< queued on the connection
-    dropped,               ///< not queued: slow consumer under the drop policy
-    closed_slow_consumer,  ///< not queued: slow consumer, the connection is being closed (1008)
-    not_connected,         ///< unknown id, or the connection is closing or closed
-    failed                 ///< websocketpp refused the send (the error is logged by websocketpp)
-};
-
-inline const char* to_string(SendStatus s) noexcept {
-    switch (s) {
-        case SendStatus::sent:
-            return "sent";
-        case SendStatus::dropped:
-            return "dropped";
-        case SendStatus::closed_slow_consumer:
-            return "closed_slow_consumer";
-        case SendStatus::not_connected:
-            return "not_connected";
-        case SendStatus::failed:
-            return "failed";
-    }
-    return "unknown";
-}
-
-/// What one broadcast did, recipient by recipient.
-struct BroadcastResult {
-    std::size_t recipients = 0;  ///< members of the room, less the excluded sender
-    std::size_t sent = 0;
-    std::size_t dropped = 0;
-    std::size_t closed = 0;         ///< closed as slow consumers
-    std::size_t not_connected = 0;  ///< members whose connection was already closing
-};
-
-/// How a connection ended, as the close event reports it.
-struct CloseInfo {
-    std::uint16_t local_code = 0;   ///< code we sent (or 1006 when terminated)
-    std::uint16_t remote_code = 0;  ///< code the peer sent (1005 when none)
-    std::string reason;             ///< the peer's reason, else ours
-    bool failed = false;            ///< the connection never opened (handshake failed)
-};
-
-/// A snapshot of every count the guard holds.
-struct GuardStats {
-    std::size_t connections = 0;  ///< open and registered
-    std::size_t rooms = 0;
-    std::size_t memberships = 0;
-    std::size_t listeners = 0;     ///< ScopedListeners attached to the guard's events
-    std::size_t queued_bytes = 0;  ///< sum of get_buffered_amount() over connections
-    std::uint64_t dropped_messages = 0;
-    std::uint64_t rejected_connections = 0;  ///< refused at max_connections (1013)
-    std::uint64_t closed_slow_consumer = 0;  ///< 1008
-    std::uint64_t closed_idle = 0;           ///< 1000 "Idle timeout"
-    std::uint64_t terminated_dead = 0;       ///< missed a pong
-    std::uint64_t closed_oversized = 0;      ///< 1009
-    std::uint64_t closed_shutdown = 0;       ///< 1001
-    std::uint64_t opened = 0;
-    std::uint64_t closed = 0;
-    std::uint64_t failed = 0;  ///< handshakes that never opened
-    std::uint64_t messages_in = 0;
-    std::uint64_t messages_out = 0;  ///< successful sends, broadcast deliveries included
-    std::uint64_t bytes_in = 0;
-    std::uint64_t bytes_out = 0;
-    std::uint64_t pings_sent = 0;
-    std::uint64_t pongs_received = 0;
-    std::uint64_t memory_trims = 0;
-    std::size_t shared_uris = 0;  ///< distinct parsed URIs the connections share
-    bool shutting_down = false;
-    RegistryStats registry{};
-    RoomStats room_index{};
-};
 
 namespace detail {
 
@@ -203,15 +76,6 @@ template <class T>
 struct HasStopListening<
     T, std::void_t<decltype(std::declval<T&>().stop_listening(std::declval<std::error_code&>()))>>
     : std::true_type {};
-
-/// Whether the config's connections carry the guard's id (GuardConnectionBase).
-template <class Connection, class = void>
-struct CarriesGuardId : std::false_type {};
-template <class Connection>
-struct CarriesGuardId<
-    Connection,
-    std::enable_if_t<std::is_same_v<decltype(std::declval<Connection&>().wsguard_connection_id),
-                                    std::atomic<std::uint64_t>>>> : std::true_type {};
 
 /// True unless `text` ends inside a UTF-8 sequence. websocketpp validates
 /// every byte of a text message as it arrives, but checks that the message
@@ -291,6 +155,7 @@ public:
           options_(validated(options)),
           registry_(RegistryOptions{options_.max_connections}, clock),
           rooms_(options_.rooms),
+          uris_(options_.max_shared_uris),
           msg_manager_(std::make_shared<typename Config::con_msg_manager_type>()),
           framer_(false, true, msg_manager_, rng_) {
         server_.set_max_message_size(options_.max_message_bytes);
@@ -369,12 +234,31 @@ public:
         return send_to(*handle, prepared);
     }
 
-    /// Effect: frames `payload` once and sends it to every member of `room`
-    /// except `except` (0: nobody excluded), each under the slow-consumer policy.
+    /// Effect: sends `payload` to every member of `room` except `except` (0:
+    /// nobody excluded): this node's members (see broadcast_local()) and, for
+    /// a text message, every other node's through the bridge (see set_bridge()).
+    /// Fails: never; per-recipient outcomes are in the result and in stats(),
+    /// the bridge's in result.bridge and in its own stats.
+    /// Thread safety: as the class. Exceptions: std::bad_alloc.
+    BroadcastResult broadcast(
+        const std::string& room, std::string_view payload, ConnectionId except = 0,
+        ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
+        BroadcastResult result = broadcast_local(room, payload, except, op);
+        if (op == ::websocketpp::frame::opcode::text) {
+            // The other nodes' members, whether or not this node has any.
+            result.bridge = bridge_.load(std::memory_order_acquire)->publish(room, payload);
+        }
+        return result;
+    }
+
+    /// Effect: frames `payload` once and sends it to this node's members of
+    /// `room` except `except` (0: nobody excluded), each under the
+    /// slow-consumer policy. Nothing goes to the bridge: this is how a bridge
+    /// delivers what other nodes published.
     /// Fails: never; per-recipient outcomes are in the result and in stats().
     /// Thread safety: as the class; recipients are snapshotted under the
     /// rooms' lock and sent to outside it. Exceptions: std::bad_alloc.
-    BroadcastResult broadcast(
+    BroadcastResult broadcast_local(
         const std::string& room, std::string_view payload, ConnectionId except = 0,
         ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
         BroadcastResult result;
@@ -410,6 +294,30 @@ public:
         give_back_scratch(std::move(recipients));
         return result;
     }
+
+    /// Effect: room broadcasts also go to `bridge` from now on (the rooms'
+    /// members on other nodes); nullptr: back to the in-process default, this
+    /// node only. The bridge must stay alive until it is replaced here (or
+    /// the guard is destroyed); a bridge delivers what other nodes publish
+    /// through broadcast_local() (broadcast_to() does).
+    /// Never fails. Thread safety: as the class. Exceptions: nothrow.
+    void set_bridge(RoomBridge* bridge) noexcept {
+        bridge_.store(bridge != nullptr ? bridge : &local_bridge_, std::memory_order_release);
+    }
+
+    /// Effect: the bridge room broadcasts go to (the in-process default
+    /// unless set_bridge() named another).
+    RoomBridge& bridge() const noexcept { return *bridge_.load(std::memory_order_acquire); }
+
+    /// Effect: whether connection `id` is a member of `room` on this node.
+    /// Never fails. Thread safety: as the class. Exceptions: nothrow.
+    bool is_member(ConnectionId id, const std::string& room) const {
+        return rooms_.contains(id, room);
+    }
+
+    /// Effect: this node's members of `room` (0 when it does not exist here).
+    /// Never fails. Thread safety: as the class. Exceptions: nothrow.
+    std::size_t member_count(const std::string& room) const { return rooms_.member_count(room); }
 
     /// Effect: adds connection `id` to `room` (RoomIndex::join's limits apply).
     /// Fails: a refused JoinResult; std::nullopt when `id` is not connected.
@@ -504,20 +412,7 @@ public:
 
     /// Effect: the id the guard gave the connection behind `hdl`, if admitted.
     std::optional<ConnectionId> id_of(const ::websocketpp::connection_hdl& hdl) const {
-        if constexpr (carries_id) {
-            const auto con = std::static_pointer_cast<connection_type>(hdl.lock());
-            const ConnectionId id =
-                con ? con->wsguard_connection_id.load(std::memory_order_acquire) : 0;
-            return id != 0 ? std::optional<ConnectionId>(id) : std::nullopt;
-        } else {
-            auto key = hdl.lock();
-            std::lock_guard<Lock> lock(ids_mutex_);
-            auto it = ids_.find(key.get());
-            if (it == ids_.end()) {
-                return std::nullopt;
-            }
-            return it->second;
-        }
+        return ids_.find(hdl);
     }
 
     /// Effect: a snapshot of every count; queued_bytes walks the connections (O(n)).
@@ -549,10 +444,9 @@ public:
         s.pings_sent = pings_sent_.load(std::memory_order_relaxed);
         s.pongs_received = pongs_.load(std::memory_order_relaxed);
         s.memory_trims = trims_.load(std::memory_order_relaxed);
-        {
-            std::lock_guard<Lock> lock(uris_mutex_);
-            s.shared_uris = shared_uris_.size();
-        }
+        s.send_not_connected = not_connected_.load(std::memory_order_relaxed);
+        s.send_failed = send_failed_.load(std::memory_order_relaxed);
+        s.shared_uris = uris_.size();
         s.shutting_down = shutting_down_;
         return s;
     }
@@ -581,9 +475,9 @@ private:
     void handle_open(::websocketpp::connection_hdl hdl) {
         std::error_code ec;
         const connection_ptr con = server_.get_con_from_hdl(hdl, ec);
-        if (con && options_.max_shared_uris > 0) {
+        if (con) {
             // Before the connection is registered: no other thread knows it yet.
-            share_uri(*con);
+            uris_.share(*con);
         }
         AddResult added = registry_.try_add(hdl);
         if (!added) {
@@ -592,82 +486,20 @@ private:
                          "Server at capacity, try again later");
             return;
         }
-        if constexpr (carries_id) {
-            if (con) {
-                con->wsguard_connection_id.store(added.id, std::memory_order_release);
-            }
-        } else {
-            std::lock_guard<Lock> lock(ids_mutex_);
-            ids_[con.get()] = added.id;
+        if (con) {
+            ids_.store(*con, added.id);
         }
         opened_.fetch_add(1, std::memory_order_relaxed);
         on_open.emit(added.id);
         if (con && options_.release_handshake_headers) {
-            release_headers(*con);
-        }
-    }
-
-    void share_uri(connection_type& con) {
-        ::websocketpp::uri_ptr uri = con.get_uri();
-        if (!uri) {
-            return;
-        }
-        std::string key = uri->str();
-        std::lock_guard<Lock> lock(uris_mutex_);
-        if (auto it = shared_uris_.find(key); it != shared_uris_.end()) {
-            con.set_uri(it->second);
-            return;
-        }
-        if (shared_uris_.size() >= options_.max_shared_uris) {
-            // Only the table holds these (it alone hands out copies, under
-            // the lock): no connection uses them any more.
-            for (auto it = shared_uris_.begin(); it != shared_uris_.end();) {
-                it = it->second.use_count() == 1 ? shared_uris_.erase(it) : std::next(it);
-            }
-            if (shared_uris_.size() >= options_.max_shared_uris) {
-                return;
-            }
-        }
-        shared_uris_.emplace(std::move(key), std::move(uri));
-    }
-
-    // websocketpp offers the parsed request and response only as const
-    // references, but the objects are the connection's own non-const members
-    // and nothing in websocketpp reads their headers after the open handler
-    // (the open is logged before it runs).
-    static void release_headers(connection_type& con) {
-        clear_headers(const_cast<typename connection_type::request_type&>(con.get_request()));
-        clear_headers(const_cast<typename connection_type::response_type&>(con.get_response()));
-    }
-
-    template <class Message>
-    static void clear_headers(Message& m) {
-        std::vector<std::string> keys;
-        keys.reserve(m.get_headers().size());
-        for (const auto& h : m.get_headers()) {
-            keys.push_back(h.first);
-        }
-        for (const auto& k : keys) {
-            m.remove_header(k);
+            release_handshake_headers(*con);
         }
     }
 
     void handle_close(::websocketpp::connection_hdl hdl, bool failed) {
         std::error_code ec;
         connection_ptr con = server_.get_con_from_hdl(hdl, ec);
-        ConnectionId id = 0;
-        if constexpr (carries_id) {
-            if (con) {
-                id = con->wsguard_connection_id.exchange(0, std::memory_order_acq_rel);
-            }
-        } else {
-            std::lock_guard<Lock> lock(ids_mutex_);
-            auto it = ids_.find(con.get());
-            if (it != ids_.end()) {
-                id = it->second;
-                ids_.erase(it);
-            }
-        }
+        const ConnectionId id = con ? ids_.take(*con) : 0;
         if (failed) {
             failed_.fetch_add(1, std::memory_order_relaxed);
         }
@@ -882,14 +714,10 @@ private:
     Registry registry_;
     Rooms rooms_;
 
-    static constexpr bool carries_id = detail::CarriesGuardId<connection_type>::value;
-    // Configs whose connections do not carry the id: connection address -> id,
-    // erased on close/fail.
-    mutable Lock ids_mutex_;
-    std::unordered_map<const void*, ConnectionId> ids_;
-
-    mutable Lock uris_mutex_;
-    std::unordered_map<std::string, ::websocketpp::uri_ptr> shared_uris_;  // str() -> parsed
+    ConnectionIds<connection_type, Lock> ids_;
+    SharedUris<Lock> uris_;
+    LocalBridge local_bridge_;
+    std::atomic<RoomBridge*> bridge_{&local_bridge_};
 
     typename Config::rng_type rng_;
     typename Config::con_msg_manager_type::ptr msg_manager_;

@@ -256,11 +256,14 @@ struct RedisOutgoingSize {
 }  // namespace detail
 
 /// Carries room messages between nodes through Redis pub/sub (see the header
-/// comment for the wire format and failure behaviour). Follows `guard`'s rooms
-/// through its on_room_created / on_room_emptied events and delivers what
-/// other nodes publish with `deliver` (default: guard.broadcast(room, payload, 0)).
+/// comment for the wire format and failure behaviour). Attaches itself to
+/// `guard` (guard.set_bridge(this)), so every room broadcast through the guard
+/// reaches the other nodes; follows the guard's rooms through its
+/// on_room_created / on_room_emptied events; delivers what other nodes publish
+/// with `deliver` (default: guard.broadcast_local(room, payload, 0)).
 ///
-/// @tparam Guard a ServerGuard (anything with those two events and rooms().member_count()).
+/// @tparam Guard a ServerGuard (anything with those two events, member_count(),
+///               set_bridge(), bridge() and broadcast_local()).
 /// @tparam Lock  NullMutex: one io thread runs the io_context and makes every
 ///               call; std::mutex: several may.
 ///
@@ -270,9 +273,9 @@ struct RedisOutgoingSize {
 template <class Guard, class Lock = NullMutex>
 class RedisBridge final : public RoomBridge {
 public:
-    /// Effect: validates the options and starts connecting to Redis on `io`
-    /// (asynchronously: returns at once, also when Redis is down). `io` and
-    /// `guard` must outlive the bridge.
+    /// Effect: validates the options, attaches the bridge to `guard` and
+    /// starts connecting to Redis on `io` (asynchronously: returns at once,
+    /// also when Redis is down). `io` and `guard` must outlive the bridge.
     /// Fails: std::invalid_argument on a node id with '\n', an empty host, a
     /// zero max_in_flight, a zero or inverted backoff, or bad queue options.
     /// Thread safety: construct before the io_context runs, or on its thread.
@@ -292,6 +295,7 @@ public:
             guard_.on_room_created.subscribe([this](const std::string& room) { follow(room); });
         emptied_ =
             guard_.on_room_emptied.subscribe([this](const std::string& room) { follow(room); });
+        guard_.set_bridge(this);
         std::lock_guard<Lock> guard_lock(*lock_);
         connect();
     }
@@ -299,8 +303,14 @@ public:
     RedisBridge(const RedisBridge&) = delete;
     RedisBridge& operator=(const RedisBridge&) = delete;
 
-    /// Effect: stop(); nothing of the bridge runs afterwards.
-    ~RedisBridge() override { stop(); }
+    /// Effect: stop(), and the guard's room broadcasts stay on this node again
+    /// (unless another bridge replaced this one); nothing of the bridge runs afterwards.
+    ~RedisBridge() override {
+        if (&guard_.bridge() == this) {
+            guard_.set_bridge(nullptr);
+        }
+        stop();
+    }
 
     /// Effect: queues `payload` for room's channel and sends what the in-flight
     /// bound allows; while Redis is away it waits in the queue (bounded, aged).
@@ -417,7 +427,7 @@ private:
     // than trusting the event, so events that cross on two threads still end
     // in the right state.
     void follow(const std::string& room) {
-        const bool wanted = guard_.rooms().member_count(room) != 0;
+        const bool wanted = guard_.member_count(room) != 0;
         std::lock_guard<Lock> guard(*lock_);
         if (state_ == BridgeState::stopped) {
             return;

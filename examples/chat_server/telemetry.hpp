@@ -1,0 +1,184 @@
+// wsguard reference chat server — what the server knows about itself: the
+// sampled series, their growth (the leak triage), the health checklist, the
+// history the dashboard plots and the census written when health turns
+// critical. The HTTP endpoints only render what this gathers.
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "chat_router.hpp"
+
+#include <wsguard/growth_rate_detector.hpp>
+#include <wsguard/health.hpp>
+#include <wsguard/memory.hpp>
+#include <wsguard/websocketpp/guard_types.hpp>
+#include <wsguard/websocketpp/room_bridge.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace chat {
+
+/// One series the guard counts: sampled into the health monitor and shown by
+/// /stats (top level), /metrics (a gauge) and /history. The one list of them.
+struct GuardSeries {
+    wsguard::HealthSeries series;  ///< its name is wsguard::to_string(series)
+    const char* help;              ///< the /metrics HELP text
+    std::size_t wsguard::wspp::GuardStats::*in_stats;
+    std::size_t wsguard::HealthSample::*in_sample;
+};
+
+inline constexpr std::array<GuardSeries, 5> guard_series = {{
+    {wsguard::HealthSeries::connections, "Open, admitted WebSocket connections.",
+     &wsguard::wspp::GuardStats::connections, &wsguard::HealthSample::connections},
+    {wsguard::HealthSeries::rooms, "Rooms with at least one member.",
+     &wsguard::wspp::GuardStats::rooms, &wsguard::HealthSample::rooms},
+    {wsguard::HealthSeries::memberships, "Room memberships over all connections.",
+     &wsguard::wspp::GuardStats::memberships, &wsguard::HealthSample::memberships},
+    {wsguard::HealthSeries::listeners, "Listeners attached to the server's events.",
+     &wsguard::wspp::GuardStats::listeners, &wsguard::HealthSample::listeners},
+    {wsguard::HealthSeries::queued_bytes, "Bytes waiting in every connection's send queue.",
+     &wsguard::wspp::GuardStats::queued_bytes, &wsguard::HealthSample::queued_bytes},
+}};
+
+/// Effect: the health sample of `guard`'s counts and a memory reading.
+inline wsguard::HealthSample health_sample(const wsguard::wspp::GuardStats& guard,
+                                           const wsguard::MemoryReading& memory) {
+    wsguard::HealthSample s;
+    s.memory = memory;
+    for (const GuardSeries& g : guard_series) {
+        s.*g.in_sample = guard.*g.in_stats;
+    }
+    return s;
+}
+
+/// Everything the HTTP endpoints report, gathered once per request.
+struct ServerSnapshot {
+    wsguard::wspp::GuardStats guard;
+    RouterStats router;
+    wsguard::wspp::BridgeStats bridge;  ///< rooms across servers (state "local": none)
+    wsguard::MemoryReading memory;
+    wsguard::HealthReport health;
+    /// The verdict of every series the triage watches, in all_health_series order.
+    std::vector<std::pair<wsguard::HealthSeries, wsguard::GrowthVerdict>> growth;
+    double uptime_seconds = 0;
+};
+
+/// What Telemetry needs to know, from the command line.
+struct TelemetryOptions {
+    std::size_t max_connections = 10000;  ///< the connections check's 100%
+    /// Samples each growth detector keeps: the verdict covers
+    /// window * sample_interval.
+    std::size_t growth_window = 120;
+    std::chrono::milliseconds sample_interval{1000};
+    /// Samples GET /history returns (10 minutes at the default 1 s).
+    std::size_t history_samples = 600;
+    /// Where a census is written when health turns critical (empty: never).
+    std::string snapshot_dir;
+    std::size_t snapshot_max_files = 10;
+    bool quiet = false;  ///< no line on stdout when a census is written
+};
+
+/// The sampled series, the triage, the checklist and the history.
+///
+/// Thread safety: Distinct objects: Safe. Shared objects: with Lock =
+/// std::mutex, sample() from one timer (never two at once) and every other
+/// call from any thread: the monitor is the one place that synchronizes.
+template <class Lock>
+class Telemetry {
+public:
+    using Monitor = wsguard::BasicHealthMonitor<Lock>;
+    using Clock = std::chrono::steady_clock;
+
+    explicit Telemetry(const TelemetryOptions& options)
+        : options_(options), monitor_(health_options(options)), started_(Clock::now()) {
+        if (!options_.snapshot_dir.empty()) {
+            wsguard::SnapshotOptions so;
+            so.directory = options_.snapshot_dir;
+            so.max_files = options_.snapshot_max_files;
+            snapshots_.emplace(so);
+        }
+    }
+
+    /// Effect: the monitor's options for these settings: the checklist's
+    /// connection limit and every detector's window.
+    static wsguard::HealthOptions health_options(const TelemetryOptions& o) {
+        wsguard::HealthOptions h;
+        h.checks.max_connections = o.max_connections;
+        h.history_samples = o.history_samples;
+        for (auto series : wsguard::all_health_series) {
+            auto& g = h.triage.of(series);
+            g.window = o.growth_window;
+            g.min_samples =
+                std::max<std::size_t>(2, std::min<std::size_t>(20, o.growth_window / 3));
+        }
+        return h;
+    }
+
+    /// Effect: samples the guard's counts and the process's memory; when
+    /// health is critical and a snapshot directory is set, writes
+    /// `census()` there (rate-limited by the writer).
+    void sample(const wsguard::wspp::GuardStats& guard,
+                const std::function<std::string()>& census) {
+        const auto now = Clock::now();
+        monitor_.sample(now, health_sample(guard, wsguard::read_memory()));
+        if (!snapshots_) {
+            return;
+        }
+        const wsguard::HealthReport report = monitor_.report();
+        if (report.level != wsguard::HealthLevel::critical) {
+            return;
+        }
+        const auto result = snapshots_->maybe_write(report, census(), now);
+        if (result.status == wsguard::SnapshotStatus::written && !options_.quiet) {
+            std::printf("chat_server: health critical, census written to %s\n",
+                        result.path.c_str());
+        } else if (result.status == wsguard::SnapshotStatus::failed) {
+            std::fprintf(stderr, "chat_server: cannot write health snapshot: %s\n",
+                         result.error.c_str());
+        }
+    }
+
+    /// Effect: the snapshot's telemetry part: memory now, the health report,
+    /// every series' verdict and the uptime.
+    void fill(ServerSnapshot& s) const {
+        s.memory = wsguard::read_memory();
+        s.health = monitor_.report();
+        for (const auto& v : monitor_.verdicts()) {
+            s.growth.emplace_back(v.series, v.verdict);
+        }
+        s.uptime_seconds = seconds_since_start(Clock::now());
+    }
+
+    /// Effect: the kept samples, oldest first, each with its time in seconds
+    /// since the server started.
+    std::vector<std::pair<double, wsguard::HealthSample>> history() const {
+        std::vector<std::pair<double, wsguard::HealthSample>> out;
+        for (const auto& h : monitor_.history()) {
+            out.emplace_back(seconds_since_start(h.time), h.sample);
+        }
+        return out;
+    }
+
+    const TelemetryOptions& options() const noexcept { return options_; }
+
+private:
+    double seconds_since_start(Clock::time_point t) const {
+        return std::chrono::duration<double>(t - started_).count();
+    }
+
+    const TelemetryOptions options_;
+    Monitor monitor_;
+    // Written by sample() only, which one timer calls: never two at once.
+    std::optional<wsguard::CriticalSnapshotWriter> snapshots_;
+    const Clock::time_point started_;
+};
+
+}  // namespace chat

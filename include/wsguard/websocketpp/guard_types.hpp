@@ -1,0 +1,161 @@
+// wsguard — leak-safe primitives for long-lived WebSocket servers.
+// SPDX-License-Identifier: MIT
+//
+// The adapter's vocabulary: the options a ServerGuard enforces and the values
+// it reports (send and broadcast outcomes, close details, counts). Apart from
+// server_guard.hpp so that code which only configures a guard or reads its
+// stats (an HTTP endpoint, a metrics writer) does not need the guard's story.
+#pragma once
+
+#include <wsguard/connection_registry.hpp>
+#include <wsguard/room_index.hpp>
+#include <wsguard/websocketpp/room_bridge.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace wsguard::wspp {
+
+/// What happens when a send would push a connection's buffered outgoing bytes
+/// over GuardOptions::max_buffered_bytes.
+enum class SlowConsumerPolicy {
+    drop,  ///< the message is not queued for that connection; counted in dropped_messages
+    close  ///< the connection is closed with 1008 "Slow consumer"; counted in closed_slow_consumer
+};
+
+/// Every limit the guard enforces. Defaults suit a chat-like server with many
+/// mostly idle connections; each says why.
+struct GuardOptions {
+    /// Connections beyond this are accepted, then closed with 1013 "Try again
+    /// later" so a client sees why. 10,000 fits comfortably in a few hundred MiB.
+    std::size_t max_connections = 10000;
+    /// Largest incoming message; a bigger one closes the connection with 1009.
+    /// 1 MiB: websocketpp's 32 MB default lets one peer make the server buffer
+    /// 32 MB before anything checks it.
+    std::size_t max_message_bytes = 1 << 20;
+    /// A connection that sends no message for this long is closed with 1000
+    /// "Idle timeout". Pongs do not count. 5 min, Beast's suggestion for servers.
+    /// Zero disables.
+    std::chrono::milliseconds idle_timeout{300000};
+    /// How often each connection is pinged. 30 s keeps NAT mappings alive and
+    /// finds dead peers within a minute. Zero disables pings and dead-peer checks.
+    std::chrono::milliseconds ping_interval{30000};
+    /// A ping unanswered for this long means the peer is dead: the connection
+    /// is terminated (no close handshake, the peer is gone). Zero: the ping
+    /// interval, so a dead peer is gone within two intervals.
+    std::chrono::milliseconds pong_timeout{0};
+    /// A peer that connects but does not finish the opening handshake (HTTP
+    /// request included) within this long is dropped: a slowloris holds a
+    /// socket and a connection object only this long. 5 s, websocketpp's
+    /// default. Zero disables (websocketpp's meaning), leaving stalls unbounded.
+    std::chrono::milliseconds open_handshake_timeout{5000};
+    /// Per-connection bound on bytes queued in websocketpp's send queue. 1 MiB
+    /// (Centrifugo's default): a few seconds of a busy room, not enough to
+    /// matter at 10,000 connections unless many readers stall at once.
+    std::size_t max_buffered_bytes = 1 << 20;
+    /// What a send over max_buffered_bytes does. Drop suits chat (a stalled
+    /// reader misses messages); close suits in-order streams.
+    SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::drop;
+    /// Limits on rooms: per member, name length, total.
+    RoomOptions rooms{};
+    /// After this many connections closed since the last trim, the first tick
+    /// that sees no new close (the wave is over) hands freed heap back to the
+    /// system, so resident memory falls after a wave of disconnects instead of
+    /// staying at the peak. Zero disables.
+    std::size_t trim_after_closes = 256;
+    /// After the on_open listeners ran, drop the header maps of the opening
+    /// handshake's request and response, which websocketpp keeps for the
+    /// connection's life (about 1 KB per connection with browser-like
+    /// clients). Afterwards get_request_header() and friends return empty.
+    /// For servers that hold many mostly idle connections.
+    bool release_handshake_headers = false;
+    /// websocketpp parses a URI per connection and keeps it for the
+    /// connection's life (~130 B on the heap). Connections that asked for the
+    /// same URI share one parsed copy (a URI is immutable once parsed) from a
+    /// table of at most this many distinct URIs; entries no connection uses
+    /// are dropped when the table is full. Connections whose URI finds no room
+    /// keep their own. Zero disables sharing.
+    std::size_t max_shared_uris = 64;
+};
+
+/// What a send did. Every value but `sent` is also counted in stats().
+enum class SendStatus {
+    sent,                  ///< queued on the connection
+    dropped,               ///< not queued: slow consumer under the drop policy
+    closed_slow_consumer,  ///< not queued: slow consumer, the connection is being closed (1008)
+    not_connected,         ///< unknown id, or the connection is closing or closed
+    failed                 ///< websocketpp refused the send (the error is logged by websocketpp)
+};
+
+inline const char* to_string(SendStatus s) noexcept {
+    switch (s) {
+        case SendStatus::sent:
+            return "sent";
+        case SendStatus::dropped:
+            return "dropped";
+        case SendStatus::closed_slow_consumer:
+            return "closed_slow_consumer";
+        case SendStatus::not_connected:
+            return "not_connected";
+        case SendStatus::failed:
+            return "failed";
+    }
+    return "unknown";
+}
+
+/// What one broadcast did, recipient by recipient.
+struct BroadcastResult {
+    std::size_t recipients = 0;  ///< members of the room, less the excluded sender
+    std::size_t sent = 0;
+    std::size_t dropped = 0;
+    std::size_t closed = 0;         ///< closed as slow consumers
+    std::size_t not_connected = 0;  ///< members whose connection was already closing
+    /// What the guard's RoomBridge did with the message for the other nodes:
+    /// local_only with the in-process default (one node), and for binary
+    /// messages (a bridge carries text) and broadcast_local().
+    PublishStatus bridge = PublishStatus::local_only;
+};
+
+/// How a connection ended, as the close event reports it.
+struct CloseInfo {
+    std::uint16_t local_code = 0;   ///< code we sent (or 1006 when terminated)
+    std::uint16_t remote_code = 0;  ///< code the peer sent (1005 when none)
+    std::string reason;             ///< the peer's reason, else ours
+    bool failed = false;            ///< the connection never opened (handshake failed)
+};
+
+/// A snapshot of every count the guard holds.
+struct GuardStats {
+    std::size_t connections = 0;  ///< open and registered
+    std::size_t rooms = 0;
+    std::size_t memberships = 0;
+    std::size_t listeners = 0;     ///< ScopedListeners attached to the guard's events
+    std::size_t queued_bytes = 0;  ///< sum of get_buffered_amount() over connections
+    std::uint64_t dropped_messages = 0;
+    std::uint64_t rejected_connections = 0;  ///< refused at max_connections (1013)
+    std::uint64_t closed_slow_consumer = 0;  ///< 1008
+    std::uint64_t closed_idle = 0;           ///< 1000 "Idle timeout"
+    std::uint64_t terminated_dead = 0;       ///< missed a pong
+    std::uint64_t closed_oversized = 0;      ///< 1009
+    std::uint64_t closed_shutdown = 0;       ///< 1001
+    std::uint64_t opened = 0;
+    std::uint64_t closed = 0;
+    std::uint64_t failed = 0;  ///< handshakes that never opened
+    std::uint64_t messages_in = 0;
+    std::uint64_t messages_out = 0;  ///< successful sends, broadcast deliveries included
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint64_t pings_sent = 0;
+    std::uint64_t pongs_received = 0;
+    std::uint64_t memory_trims = 0;
+    std::uint64_t send_not_connected = 0;  ///< sends to an unknown, closing or closed connection
+    std::uint64_t send_failed = 0;         ///< sends websocketpp refused for another reason
+    std::size_t shared_uris = 0;           ///< distinct parsed URIs the connections share
+    bool shutting_down = false;
+    RegistryStats registry{};
+    RoomStats room_index{};
+};
+
+}  // namespace wsguard::wspp
