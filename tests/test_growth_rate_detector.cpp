@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <new>
@@ -20,37 +21,8 @@
 #include <vector>
 
 // Counts every allocation in this test binary, to show the detector allocates
-// once (its window) and never per sample or per verdict. Sanitizers bring
-// their own operator new, so the count is only taken in plain builds.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define WSGUARD_TEST_COUNT_ALLOCATIONS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define WSGUARD_TEST_COUNT_ALLOCATIONS 0
-#endif
-#endif
-#ifndef WSGUARD_TEST_COUNT_ALLOCATIONS
-#define WSGUARD_TEST_COUNT_ALLOCATIONS 1
-#endif
-
-#if WSGUARD_TEST_COUNT_ALLOCATIONS
-namespace {
-std::atomic<long> g_allocations{0};
-}
-void* operator new(std::size_t size) {
-    ++g_allocations;
-    if (void* p = std::malloc(size == 0 ? 1 : size)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-#endif
+// once (its window) and never per sample or per verdict.
+#include "support/counting_new.hpp"
 
 namespace {
 
@@ -630,15 +602,14 @@ TEST_CASE("min_r_squared = 0 trusts any slope", "[growth_rate_detector]") {
     CHECK(growing > 0);
 }
 
-#if WSGUARD_TEST_COUNT_ALLOCATIONS
 TEST_CASE("the window is allocated once: no allocation per sample or verdict",
           "[growth_rate_detector]") {
     wsguard::test::ManualClock clock;
     GrowthOptions o;
     o.limit = 1024 * MiB;
-    const long at_start = g_allocations.load();
+    const std::uint64_t at_start = wsguard::test::allocations();
     GrowthRateDetector d(o);
-    const long before = g_allocations.load();
+    const std::uint64_t before = wsguard::test::allocations();
     CHECK(before > at_start);  // the window itself: the counter works
     for (int i = 0; i < 500; ++i) {
         d.add_sample(clock.now(), i * MiB);
@@ -650,6 +621,5 @@ TEST_CASE("the window is allocated once: no allocation per sample or verdict",
     }
     d.reset();
     d.add_sample(clock.now(), 1.0);
-    CHECK(g_allocations.load() == before);
+    CHECK(wsguard::test::allocations() == before);
 }
-#endif  // WSGUARD_TEST_COUNT_ALLOCATIONS

@@ -9,59 +9,15 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
 #include <string>
 #include <vector>
 
-// Live heap allocations of the whole process, for the net-zero proof. A
-// sanitizer owns malloc and new itself (replacing them makes ASan report
-// alloc-dealloc mismatches), so the proof runs in the normal build only.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define WSGUARD_TEST_COUNTS_ALLOCATIONS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define WSGUARD_TEST_COUNTS_ALLOCATIONS 0
-#endif
-#endif
-#ifndef WSGUARD_TEST_COUNTS_ALLOCATIONS
-#define WSGUARD_TEST_COUNTS_ALLOCATIONS 1
-#endif
-
-#if WSGUARD_TEST_COUNTS_ALLOCATIONS
-namespace {
-std::atomic<long long> g_live_allocations{0};
-}  // namespace
-
-// gcc 12 at -O3 inlines these replacements into their callers and then
-// reports free() on memory from operator new, which is exactly what a
-// malloc-backed replacement pair does.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-void* operator new(std::size_t n) {
-    if (void* p = std::malloc(n ? n : 1)) {
-        g_live_allocations.fetch_add(1, std::memory_order_relaxed);
-        return p;
-    }
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-    if (p) {
-        g_live_allocations.fetch_sub(1, std::memory_order_relaxed);
-        std::free(p);
-    }
-}
-void operator delete(void* p, std::size_t) noexcept {
-    operator delete(p);
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif
+// Live heap allocations of the whole process, for the net-zero proof.
+#include "support/counting_new.hpp"
 
 namespace {
 
@@ -523,7 +479,6 @@ TEST_CASE("10,000 cycles leave every count at zero and every handle expired", "[
     CHECK(s.messages_in == 10000);
 }
 
-#if WSGUARD_TEST_COUNTS_ALLOCATIONS
 TEST_CASE("after warm-up, more cycles leave no net live allocations", "[server_guard]") {
     Fixture f;
     // Warm-up grows the tables (hash buckets, scratch buffers) to their steady size.
@@ -539,12 +494,11 @@ TEST_CASE("after warm-up, more cycles leave no net live allocations", "[server_g
     f.open_ids.reserve(2000);
     f.close_ids.reserve(2000);
     f.close_infos.reserve(2000);
-    const long long before = g_live_allocations.load();
+    const std::int64_t before = wsguard::test::live_allocations();
     for (int i = 0; i < 1000; ++i) {
         run_cycle(f, i);
     }
     f.close_infos.clear();  // the CloseInfo reasons are the test's own, not the guard's
-    const long long after = g_live_allocations.load();
+    const std::int64_t after = wsguard::test::live_allocations();
     CHECK(after - before == 0);
 }
-#endif

@@ -8,6 +8,7 @@
 // and steady churn that leaks nothing (which must produce no finding). Every
 // scenario is bounded in time and in traffic and stops by itself.
 #include "client_harness.hpp"
+#include "support/sanitizers.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -27,22 +28,7 @@ using wsguard::test::ServerRunner;
 using wsguard::test::stat_of;
 using wsguard::test::SteadyClock;
 
-#if defined(__SANITIZE_ADDRESS__)
-#define WSGUARD_E2E_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WSGUARD_E2E_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define WSGUARD_E2E_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WSGUARD_E2E_TSAN 1
-#endif
-#endif
-
-#if defined(WSGUARD_E2E_ASAN)
+#if WSGUARD_TEST_ASAN
 // ASan's quarantine keeps every freed block from reuse until 256 MiB of later
 // frees have gone by, so resident memory climbs with any allocation traffic
 // and an idle server polled for /stats looks like it leaks. A 1 MiB quarantine
@@ -53,13 +39,9 @@ extern "C" const char* __asan_default_options() {
 }
 #endif
 
-#if defined(WSGUARD_E2E_ASAN) || defined(WSGUARD_E2E_TSAN)
 // The sanitizer's allocator replaces malloc: no heap reading, and resident
 // memory is that allocator's, not the program's (see the churn case).
-constexpr bool sanitizer_allocator = true;
-#else
-constexpr bool sanitizer_allocator = false;
-#endif
+constexpr bool sanitizer_allocator = wsguard::test::sanitizer::replaces_malloc;
 
 namespace {
 

@@ -21,16 +21,7 @@
 
 // Sanitizers inflate memory figures (shadow memory, quarantine): there the
 // memory bounds are only reported, the behaviour is checked all the same.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define WSGUARD_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define WSGUARD_TEST_SANITIZED 1
-#endif
-#endif
-#ifndef WSGUARD_TEST_SANITIZED
-#define WSGUARD_TEST_SANITIZED 0
-#endif
+#include "support/sanitizers.hpp"
 
 using nlohmann::json;
 using wsguard::test::ClientConnection;
@@ -88,7 +79,8 @@ public:
         };
         const auto resident = grew(before_.resident_bytes, after.resident_bytes);
         const auto heap = grew(before_.heap_in_use_bytes, after.heap_in_use_bytes);
-        const bool inflated = WSGUARD_TEST_SANITIZED || wsguard::test::under_valgrind();
+        const bool inflated =
+            wsguard::test::sanitizer::replaces_malloc || wsguard::test::under_valgrind();
         std::printf(
             "[abuse] %s: resident %+.2f MiB (bound %.0f), heap in use %+.2f MiB (bound %.0f)%s\n",
             what_, resident.value_or(0.0), double(resident_bound_) / MiB, heap.value_or(0.0),
