@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace wsguard::wspp {
@@ -79,6 +80,22 @@ struct GuardOptions {
     /// keep their own. Zero disables sharing.
     std::size_t max_shared_uris = 64;
 };
+
+/// Effect: `o`, checked. Fails: std::invalid_argument naming the first
+/// option that is zero but must be at least 1 (max_connections,
+/// max_message_bytes, max_buffered_bytes). Exceptions: std::invalid_argument.
+inline GuardOptions validated(GuardOptions o) {
+    if (o.max_connections == 0) {
+        throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
+    }
+    if (o.max_message_bytes == 0) {
+        throw std::invalid_argument("wsguard::ServerGuard: max_message_bytes must be at least 1");
+    }
+    if (o.max_buffered_bytes == 0) {
+        throw std::invalid_argument("wsguard::ServerGuard: max_buffered_bytes must be at least 1");
+    }
+    return o;
+}
 
 /// What a send did. Every value but `sent` is also counted in stats().
 enum class SendStatus {

@@ -46,6 +46,7 @@
 #include <wsguard/websocketpp/connection_memory.hpp>
 #include <wsguard/websocketpp/guard_types.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
+#include <wsguard/websocketpp/utf8.hpp>
 
 #include <websocketpp/close.hpp>
 #include <websocketpp/frame.hpp>
@@ -58,7 +59,6 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -76,29 +76,6 @@ template <class T>
 struct HasStopListening<
     T, std::void_t<decltype(std::declval<T&>().stop_listening(std::declval<std::error_code&>()))>>
     : std::true_type {};
-
-/// True unless `text` ends inside a UTF-8 sequence. websocketpp validates
-/// every byte of a text message as it arrives, but checks that the message
-/// ends on a whole code point only when it came in one frame (hybi13's
-/// finalize_message looks at the last frame's opcode, a continuation when
-/// fragmented), so only the tail is left to check: O(1).
-inline bool ends_on_code_point(std::string_view text) noexcept {
-    std::size_t continuation = 0;
-    for (auto it = text.rbegin(); it != text.rend() && continuation < 4; ++it) {
-        const auto b = static_cast<unsigned char>(*it);
-        if ((b & 0xC0) == 0x80) {
-            ++continuation;
-            continue;
-        }
-        const std::size_t length = b < 0x80             ? 1
-                                   : (b & 0xE0) == 0xC0 ? 2
-                                   : (b & 0xF0) == 0xE0 ? 3
-                                   : (b & 0xF8) == 0xF0 ? 4
-                                                        : 0;
-        return length == continuation + 1;
-    }
-    return continuation == 0;
-}
 
 /// Per-connection state owned by the registry: nothing but what the guard
 /// needs; the handle itself is the registry's (weak) Handle.
@@ -457,21 +434,6 @@ public:
     server_type& server() noexcept { return server_; }
 
 private:
-    static GuardOptions validated(GuardOptions o) {
-        if (o.max_connections == 0) {
-            throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
-        }
-        if (o.max_message_bytes == 0) {
-            throw std::invalid_argument(
-                "wsguard::ServerGuard: max_message_bytes must be at least 1");
-        }
-        if (o.max_buffered_bytes == 0) {
-            throw std::invalid_argument(
-                "wsguard::ServerGuard: max_buffered_bytes must be at least 1");
-        }
-        return o;
-    }
-
     void handle_open(::websocketpp::connection_hdl hdl) {
         std::error_code ec;
         const connection_ptr con = server_.get_con_from_hdl(hdl, ec);
