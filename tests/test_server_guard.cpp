@@ -5,6 +5,7 @@
 
 #include "support/iostream_pair.hpp"
 #include "support/manual_clock.hpp"
+#include "support/recording_bridge.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -355,24 +356,6 @@ TEST_CASE("stats report sends to closed connections and sends websocketpp refuse
     CHECK(s.messages_out == 1);
 }
 
-namespace {
-
-/// A bridge that records what the guard hands it.
-class RecordingBridge final : public wsguard::wspp::RoomBridge {
-public:
-    wsguard::wspp::PublishStatus publish(const std::string& room,
-                                         std::string_view payload) override {
-        published.emplace_back(room, std::string(payload));
-        return wsguard::wspp::PublishStatus::queued;
-    }
-    void stop() noexcept override {}
-    wsguard::wspp::BridgeStats stats() const override { return {}; }
-
-    std::vector<std::pair<std::string, std::string>> published;
-};
-
-}  // namespace
-
 TEST_CASE("the guard owns fan-out: a room broadcast reaches local members and the bridge",
           "[server_guard]") {
     Fixture f;
@@ -393,7 +376,7 @@ TEST_CASE("the guard owns fan-out: a room broadcast reaches local members and th
         CHECK(f.guard.bridge().stats().local_only == 1);
     }
     SECTION("an attached bridge gets every text broadcast, members here or not") {
-        RecordingBridge bridge;
+        wsguard::test::RecordingBridge bridge;
         f.guard.set_bridge(&bridge);
         CHECK(&f.guard.bridge() == &bridge);
         CHECK(f.guard.broadcast("r", "to all", ida).bridge == wsguard::wspp::PublishStatus::queued);

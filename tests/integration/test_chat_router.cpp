@@ -7,6 +7,7 @@
 #include <wsguard/websocketpp/server_guard.hpp>
 
 #include "support/iostream_pair.hpp"
+#include "support/recording_bridge.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -25,20 +26,6 @@ using Guard = wsguard::wspp::ServerGuard<Config>;
 using Pair = wsguard::test::IostreamPair<Config>;
 using Router = chat::ChatRouter<Guard>;
 using nlohmann::json;
-
-/// A bridge that records what the guard publishes to the other nodes.
-class RecordingBridge final : public wsguard::wspp::RoomBridge {
-public:
-    wsguard::wspp::PublishStatus publish(const std::string& room,
-                                         std::string_view payload) override {
-        published.emplace_back(room, json::parse(payload));
-        return wsguard::wspp::PublishStatus::queued;
-    }
-    void stop() noexcept override {}
-    wsguard::wspp::BridgeStats stats() const override { return {}; }
-
-    std::vector<std::pair<std::string, json>> published;
-};
 
 /// A guard, the router on its message event, and a way to add clients.
 struct Node {
@@ -178,7 +165,7 @@ TEST_CASE("ChatRouter: joins, leaves and room messages go through the guard", "[
 TEST_CASE("ChatRouter: a room message reaches the other nodes through the guard's bridge",
           "[chat_router]") {
     Node node;
-    RecordingBridge bridge;
+    wsguard::test::RecordingBridge bridge;
     node.guard.set_bridge(&bridge);
     auto [a, ida] = node.connect();
     CHECK(say(*a, R"({"type":"join","room":"lobby"})").empty());
@@ -186,7 +173,7 @@ TEST_CASE("ChatRouter: a room message reaches the other nodes through the guard'
     CHECK(say(*a, R"({"type":"room-message","room":"lobby","content":"hi"})").empty());
     REQUIRE(bridge.published.size() == 1);
     CHECK(bridge.published[0].first == "lobby");
-    CHECK(bridge.published[0].second ==
+    CHECK(json::parse(bridge.published[0].second) ==
           json{{"type", "message"}, {"from", ida}, {"content", "hi"}});
     // Refused messages never leave the node.
     CHECK(say(*a, R"({"type":"room-message","room":"elsewhere","content":"x"})").size() == 1);

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <future>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -69,6 +70,17 @@ void say(ClientConnection& c, const std::string& room, const json& content) {
     c.send(json{{"type", "room-message"}, {"room", room}, {"content", content}});
 }
 
+/// Every client joins "lobby" (each join acknowledged), then both nodes'
+/// bridges are connected and Redis confirmed the one room.
+void join_lobby(std::initializer_list<ClientConnection*> clients, Runner& a, Runner& b) {
+    for (auto* c : clients) {
+        join(*c, "lobby");
+        REQUIRE(c->round_trip());
+    }
+    REQUIRE(subscribed(a.port(), 1));
+    REQUIRE(subscribed(b.port(), 1));
+}
+
 /// The next `n` room messages' contents (fewer if `timeout` passes first).
 std::vector<json> collect(ClientConnection& c, std::size_t n, Millis timeout) {
     std::vector<json> out;
@@ -110,12 +122,7 @@ TEST_CASE("members on both servers get each room message once, in order, never t
     auto a1 = ep.connect_open(a.port()), a2 = ep.connect_open(a.port());
     auto b1 = ep.connect_open(b.port()), b2 = ep.connect_open(b.port());
     REQUIRE((a1 && a2 && b1 && b2));
-    for (auto* c : {a1.get(), a2.get(), b1.get(), b2.get()}) {
-        join(*c, "lobby");
-        REQUIRE(c->round_trip());
-    }
-    REQUIRE(subscribed(a.port(), 1));
-    REQUIRE(subscribed(b.port(), 1));
+    join_lobby({a1.get(), a2.get(), b1.get(), b2.get()}, a, b);
 
     constexpr int n = 200;
     for (int i = 0; i < n; ++i) {
@@ -163,12 +170,7 @@ TEST_CASE("a broadcast made on the guard itself reaches the room's members on th
     ClientEndpoint ep;
     auto a1 = ep.connect_open(a.port()), b1 = ep.connect_open(b.port());
     REQUIRE((a1 && b1));
-    for (auto* c : {a1.get(), b1.get()}) {
-        join(*c, "lobby");
-        REQUIRE(c->round_trip());
-    }
-    REQUIRE(subscribed(a.port(), 1));
-    REQUIRE(subscribed(b.port(), 1));
+    join_lobby({a1.get(), b1.get()}, a, b);
 
     // Not through the router: any caller of the guard's broadcast reaches every node.
     auto& guard = a.server().guard();
