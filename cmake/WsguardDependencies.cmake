@@ -48,7 +48,9 @@ if(WSGUARD_BUILD_TESTS OR WSGUARD_BUILD_EXAMPLES OR WSGUARD_BUILD_BENCHMARKS)
   if(NOT TARGET wsguard_websocketpp)
     add_library(wsguard_websocketpp INTERFACE)
     target_include_directories(wsguard_websocketpp SYSTEM INTERFACE "${WSGUARD_ASIO_INCLUDE_DIR}")
-    target_link_libraries(wsguard_websocketpp INTERFACE websocketpp::websocketpp Threads::Threads)
+    # wsguard::wsguard carries cxx_std_17: every adapter user states its standard.
+    target_link_libraries(wsguard_websocketpp INTERFACE wsguard::wsguard websocketpp::websocketpp
+                                                        Threads::Threads)
     # websocketpp picks std:: (not boost::) facilities itself under C++11 and later.
     target_compile_definitions(wsguard_websocketpp INTERFACE ASIO_STANDALONE)
   endif()

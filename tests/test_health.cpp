@@ -1152,6 +1152,17 @@ TEST_CASE("HealthMonitor: verdicts() is triage().verdict(s) for every series, in
     CHECK(wsguard::to_json(from_verdicts) == wsguard::to_json(direct));
     CHECK(wsguard::to_json(sync.report()) == wsguard::to_json(report));
     REQUIRE(finding(report, "connections") != nullptr);
+    // view(): the same report and verdicts, taken together.
+    const wsguard::HealthView view = monitor.view();
+    const wsguard::HealthView sync_view = sync.view();
+    CHECK(wsguard::to_json(view.report) == wsguard::to_json(report));
+    CHECK(wsguard::to_json(sync_view.report) == wsguard::to_json(report));
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        CHECK(view.verdicts[i].series == v[i].series);
+        CHECK(view.verdicts[i].verdict.level == v[i].verdict.level);
+        CHECK(sync_view.verdicts[i].verdict.level == v[i].verdict.level);
+        CHECK(view.verdicts[i].verdict.growth_per_hour == v[i].verdict.growth_per_hour);
+    }
 
     // The locked form returns copies that match the unlocked one.
     const HealthSample latest = sync.latest();

@@ -154,7 +154,7 @@ public:
         }
         server_.start_accept();
         port_ = server_.get_local_endpoint(ec).port();
-        bridge_ = make_bridge();
+        redis_ = make_redis_bridge();
         ticker_ =
             std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
         sampler_ = std::make_unique<wsguard::wspp::AsioTicker<Guard>>(
@@ -193,7 +193,7 @@ public:
             }
             ticker_->stop();
             sampler_->stop();
-            bridge_->stop();  // the Redis connection would keep the io loop alive
+            guard_.bridge().stop();  // the Redis connection would keep the io loop alive
             guard_.shutdown();
             // A peer that never answers our close must not hold the process.
             grace_ = server_.set_timer(5000, [this](const websocketpp::lib::error_code& ec) {
@@ -213,7 +213,7 @@ public:
         ServerSnapshot s;
         s.guard = guard_.stats();
         s.router = router_.stats();
-        s.bridge = bridge_->stats();
+        s.bridge = guard_.bridge().stats();
         telemetry_.fill(s);
         return s;
     }
@@ -224,13 +224,16 @@ public:
     }
 
     Guard& guard() noexcept { return guard_; }
-    wsguard::wspp::RoomBridge& bridge() noexcept { return *bridge_; }
+    /// The bridge room messages go to: Redis with --redis, else the guard's
+    /// in-process default.
+    wsguard::wspp::RoomBridge& bridge() noexcept { return guard_.bridge(); }
     Server& endpoint() noexcept { return server_; }
 
 private:
-    std::unique_ptr<wsguard::wspp::RoomBridge> make_bridge() {
+    // Null without --redis: the guard's own LocalBridge serves.
+    std::unique_ptr<wsguard::wspp::RoomBridge> make_redis_bridge() {
         if (options_.redis_url.empty()) {
-            return std::make_unique<wsguard::wspp::LocalBridge>();
+            return nullptr;
         }
 #ifdef WSGUARD_HAVE_HIREDIS
         const auto address = wsguard::wspp::parse_redis_url(options_.redis_url);
@@ -277,7 +280,7 @@ private:
     std::optional<asio::strand<asio::io_context::executor_type>> strand_;
     typename Server::timer_ptr grace_;
     // After server_ (its io_context) and guard_: destroyed before both.
-    std::unique_ptr<wsguard::wspp::RoomBridge> bridge_;
+    std::unique_ptr<wsguard::wspp::RoomBridge> redis_;
     std::uint16_t port_ = 0;
 };
 

@@ -100,6 +100,7 @@ inline std::string stats_json(const ServerSnapshot& s) {
           {"rooms", s.bridge.rooms},
           {"subscriptions", s.bridge.subscriptions},
           {"publish_calls", s.bridge.publish_calls},
+          {"local_only", s.bridge.local_only},
           {"published", s.bridge.published},
           {"in_flight", s.bridge.in_flight},
           {"received", s.bridge.received},

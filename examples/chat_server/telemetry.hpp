@@ -150,8 +150,10 @@ public:
     /// every series' verdict and the uptime.
     void fill(ServerSnapshot& s) const {
         s.memory = wsguard::read_memory();
-        s.health = monitor_.report();
-        for (const auto& v : monitor_.verdicts()) {
+        // The report and the verdicts of one sample, under one lock.
+        wsguard::HealthView view = monitor_.view();
+        s.health = std::move(view.report);
+        for (const auto& v : view.verdicts) {
             s.growth.emplace_back(v.series, v.verdict);
         }
         s.uptime_seconds = seconds_since_start(Clock::now());

@@ -303,6 +303,29 @@ TEST_CASE("sends to a closed connection and sends websocketpp refused show in /s
     CHECK(a->round_trip());  // the connection is untouched
 }
 
+TEST_CASE("without Redis, /stats shows the guard's in-process bridge counting room messages",
+          "[stats]") {
+    ServerRunner<> server;
+    ClientEndpoint clients;
+    auto a = clients.connect_open(server.port());
+    auto b = clients.connect_open(server.port());
+    REQUIRE((a && b));
+    for (auto* c : {a.get(), b.get()}) {
+        c->send(json{{"type", "join"}, {"room", "r"}});
+        REQUIRE(c->round_trip());
+    }
+    a->send(json{{"type", "room-message"}, {"room", "r"}, {"content", 1}});
+    a->send(json{{"type", "room-message"}, {"room", "elsewhere"}, {"content", 2}});  // refused
+    REQUIRE(b->next_of_type("message"));
+    REQUIRE(a->next_of_type("error"));
+    const json s = get_stats(server.port());
+    INFO(s.dump(2));
+    CHECK(s["bridge"]["state"] == "local");
+    CHECK(s["bridge"]["publish_calls"] == 1);  // the accepted message, once
+    CHECK(s["bridge"]["local_only"] == 1);
+    CHECK(s["bridge"]["failed"] == 0);
+}
+
 TEST_CASE("GET / is the dashboard, unknown paths are 404, other methods 405", "[stats]") {
     ServerRunner<> server;
     auto page = http_get(server.port(), "/");

@@ -39,6 +39,11 @@ struct FakeGuard {
     wsguard::wspp::RoomBridge* attached = &local;
     std::size_t member_count(const std::string& room) const { return index.member_count(room); }
     void set_bridge(wsguard::wspp::RoomBridge* b) { attached = b != nullptr ? b : &local; }
+    void detach_bridge(wsguard::wspp::RoomBridge* b) {
+        if (attached == b) {
+            attached = &local;
+        }
+    }
     wsguard::wspp::RoomBridge& bridge() const { return *attached; }
     void broadcast_local(const std::string& room, std::string_view payload, ConnectionId) {
         delivered.emplace_back(room, std::string(payload));
@@ -154,24 +159,20 @@ TEST_CASE("parse_redis_url accepts redis://host[:port] and nothing else", "[room
 TEST_CASE("RedisBridge refuses unusable options", "[room_bridge]") {
     asio::io_context io;
     FakeGuard guard;
-    auto make = [&](wsguard::wspp::RedisBridgeOptions o) {
+    using Options = wsguard::wspp::RedisBridgeOptions;
+    // Each case starts from fresh defaults (no `o = {}`: gcc 12 -O3 then
+    // reports a moved-from string as maybe-uninitialized).
+    auto make = [&](void (*change)(Options&)) {
+        Options o;
+        change(o);
         wsguard::wspp::RedisBridge<FakeGuard> bridge(io, guard, std::move(o));
     };
-    wsguard::wspp::RedisBridgeOptions o;
-    o.node_id = "a\nb";
-    CHECK_THROWS_AS(make(o), std::invalid_argument);
-    o = {};
-    o.address.host.clear();
-    CHECK_THROWS_AS(make(o), std::invalid_argument);
-    o = {};
-    o.max_in_flight = 0;
-    CHECK_THROWS_AS(make(o), std::invalid_argument);
-    o = {};
-    o.reconnect_max = std::chrono::milliseconds(1);
-    CHECK_THROWS_AS(make(o), std::invalid_argument);
-    o = {};
-    o.queue.max_count = 0;
-    CHECK_THROWS_AS(make(o), std::invalid_argument);
+    CHECK_THROWS_AS(make([](Options& o) { o.node_id = "a\nb"; }), std::invalid_argument);
+    CHECK_THROWS_AS(make([](Options& o) { o.address.host.clear(); }), std::invalid_argument);
+    CHECK_THROWS_AS(make([](Options& o) { o.max_in_flight = 0; }), std::invalid_argument);
+    CHECK_THROWS_AS(make([](Options& o) { o.reconnect_max = std::chrono::milliseconds(1); }),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(make([](Options& o) { o.queue.max_count = 0; }), std::invalid_argument);
 }
 
 TEST_CASE("without Redis the bridge retries with backoff, bounds its queue and never blocks",

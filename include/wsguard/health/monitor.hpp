@@ -34,6 +34,12 @@ struct HealthOptions {
     std::size_t history_samples = 0;
 };
 
+/// A monitor's report and the verdicts it rests on, taken together (view()).
+struct HealthView {
+    HealthReport report{};
+    SeriesVerdicts verdicts{};
+};
+
 /// One sample of a monitor's history and the time it was taken at.
 struct HealthHistoryEntry {
     std::chrono::steady_clock::time_point time{};
@@ -127,15 +133,25 @@ public:
     /// Thread safety: Takes the lock (Unsafe on a shared HealthMonitor being
     ///                written).
     /// Exceptions: std::bad_alloc; the monitor is unchanged.
-    HealthReport report() const {
+    HealthReport report() const { return view().report; }
+
+    /// Effect: Returns report() and verdicts() of one and the same moment
+    ///         (one lock), e.g. for a /stats that shows both: a sample()
+    ///         between two separate calls would make them disagree.
+    /// Fails: Never fails.
+    /// Thread safety: Takes the lock once (Unsafe on a shared HealthMonitor
+    ///                being written).
+    /// Exceptions: std::bad_alloc; the monitor is unchanged.
+    HealthView view() const {
         HealthSample latest;
-        SeriesVerdicts verdicts;
+        HealthView out;
         {
             std::lock_guard<Lock> guard(lock_);
             latest = latest_;
-            verdicts = triage_.verdicts();
+            out.verdicts = triage_.verdicts();
         }
-        return evaluate_health(latest, options_.checks, options_.triage, verdicts);
+        out.report = evaluate_health(latest, options_.checks, options_.triage, out.verdicts);
+        return out;
     }
 
     /// Effect: Returns the triage's verdict of every series, as

@@ -179,13 +179,13 @@ struct RedisOutgoingSize {
 /// with `deliver` (default: guard.broadcast_local(room, payload, 0)).
 ///
 /// @tparam Guard a ServerGuard (anything with those two events, member_count(),
-///               set_bridge(), bridge() and broadcast_local()).
+///               set_bridge(), detach_bridge() and broadcast_local()).
 /// @tparam Lock  NullMutex: one io thread runs the io_context and makes every
 ///               call; std::mutex: several may.
 ///
 /// Thread safety: Distinct objects: Safe. Shared objects: Unsafe with NullMutex
-/// (io thread only); Safe with std::mutex. Destroy it on the io thread or after
-/// the io_context stopped running.
+/// (io thread only); Safe with std::mutex. Destroy it on the io thread of a
+/// NullMutex bridge, or after every thread running the io_context stopped.
 template <class Guard, class Lock = NullMutex>
 class RedisBridge final : public RoomBridge {
 public:
@@ -211,20 +211,23 @@ public:
             guard_.on_room_created.subscribe([this](const std::string& room) { follow(room); });
         emptied_ =
             guard_.on_room_emptied.subscribe([this](const std::string& room) { follow(room); });
+        {
+            std::lock_guard<Lock> guard_lock(*lock_);
+            connect();
+        }
+        // Last: a constructor that threw must leave no pointer to it in the guard.
         guard_.set_bridge(this);
-        std::lock_guard<Lock> guard_lock(*lock_);
-        connect();
     }
 
     RedisBridge(const RedisBridge&) = delete;
     RedisBridge& operator=(const RedisBridge&) = delete;
 
     /// Effect: stop(), and the guard's room broadcasts stay on this node again
-    /// (unless another bridge replaced this one); nothing of the bridge runs afterwards.
+    /// (unless another bridge replaced this one); nothing of the bridge runs
+    /// afterwards. With several io threads, destroy it only once they stopped
+    /// (a broadcast already running may still be in publish()).
     ~RedisBridge() override {
-        if (&guard_.bridge() == this) {
-            guard_.set_bridge(nullptr);
-        }
+        guard_.detach_bridge(this);
         stop();
     }
 

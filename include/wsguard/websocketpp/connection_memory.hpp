@@ -76,8 +76,8 @@ public:
 
     /// Effect: forgets `con`'s id and returns it; 0 if it had none (refused
     /// at capacity, a handshake that never opened, or taken already).
-    /// Never fails. Exceptions: nothrow.
-    std::uint64_t take(Connection& con) noexcept {
+    /// Never fails. Exceptions: nothrow, but for std::system_error from a real Lock.
+    std::uint64_t take(Connection& con) {
         if constexpr (in_connection) {
             return con.wsguard_connection_id.exchange(0, std::memory_order_acq_rel);
         } else {
@@ -93,8 +93,9 @@ public:
     }
 
     /// Effect: the id of the connection behind `hdl`; nullopt if it has none
-    /// or is gone. Never fails. Exceptions: nothrow.
-    std::optional<std::uint64_t> find(const ::websocketpp::connection_hdl& hdl) const noexcept {
+    /// or is gone. Never fails. Exceptions: nothrow, but for std::system_error
+    /// from a real Lock.
+    std::optional<std::uint64_t> find(const ::websocketpp::connection_hdl& hdl) const {
         const auto owner = hdl.lock();
         if (!owner) {
             return std::nullopt;

@@ -274,12 +274,22 @@ public:
 
     /// Effect: room broadcasts also go to `bridge` from now on (the rooms'
     /// members on other nodes); nullptr: back to the in-process default, this
-    /// node only. The bridge must stay alive until it is replaced here (or
-    /// the guard is destroyed); a bridge delivers what other nodes publish
-    /// through broadcast_local() (broadcast_to() does).
+    /// node only. A bridge delivers what other nodes publish through
+    /// broadcast_local() (broadcast_to() does).
+    /// Lifetime: a broadcast already running may still call the previous
+    /// bridge, so destroy a bridge only once no thread can be broadcasting
+    /// (after the io threads stopped, or on the one io thread of a NullMutex
+    /// guard), and never before it is replaced here.
     /// Never fails. Thread safety: as the class. Exceptions: nothrow.
     void set_bridge(RoomBridge* bridge) noexcept {
         bridge_.store(bridge != nullptr ? bridge : &local_bridge_, std::memory_order_release);
+    }
+
+    /// Effect: back to the in-process default if `bridge` is the one room
+    /// broadcasts go to; a bridge set since then stays. For a bridge's own
+    /// destructor. Never fails. Thread safety: as the class. Exceptions: nothrow.
+    void detach_bridge(RoomBridge* bridge) noexcept {
+        bridge_.compare_exchange_strong(bridge, &local_bridge_, std::memory_order_acq_rel);
     }
 
     /// Effect: the bridge room broadcasts go to (the in-process default
