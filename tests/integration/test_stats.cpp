@@ -17,9 +17,11 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -56,6 +58,20 @@ std::vector<std::string> lines_of(const std::string& text) {
 // exposition format 0.0.4 as wsguard writes it: every family opens with its
 // HELP then its TYPE line, each family appears once, and every sample belongs
 // to the family opened last.
+/// Two clients on `port`, each a member of `room` (both joins acknowledged).
+std::pair<std::shared_ptr<wsguard::test::ClientConnection>,
+          std::shared_ptr<wsguard::test::ClientConnection>>
+two_members(ClientEndpoint& clients, std::uint16_t port, const std::string& room) {
+    auto a = clients.connect_open(port);
+    auto b = clients.connect_open(port);
+    REQUIRE((a && b));
+    for (auto* c : {a.get(), b.get()}) {
+        c->send(json{{"type", "join"}, {"room", room}});
+        REQUIRE(c->round_trip());
+    }
+    return {std::move(a), std::move(b)};
+}
+
 std::map<std::string, double> parse_metrics(const std::string& text) {
     std::map<std::string, double> samples;
     std::set<std::string> families;
@@ -222,13 +238,7 @@ TEST_CASE("no Server header and connections to one path share one parsed URI", "
 TEST_CASE("GET /metrics is Prometheus text with the wsguard_ prefix", "[stats]") {
     ServerRunner<> server;
     ClientEndpoint clients;
-    auto a = clients.connect_open(server.port());
-    auto b = clients.connect_open(server.port());
-    REQUIRE((a && b));
-    for (auto* c : {a.get(), b.get()}) {
-        c->send(json{{"type", "join"}, {"room", "m"}});
-        REQUIRE(c->round_trip());
-    }
+    auto [a, b] = two_members(clients, server.port(), "m");
     a->send(std::string("not json"));  // one router error
 
     REQUIRE(a->next_of_type("error"));
@@ -307,13 +317,7 @@ TEST_CASE("without Redis, /stats shows the guard's in-process bridge counting ro
           "[stats]") {
     ServerRunner<> server;
     ClientEndpoint clients;
-    auto a = clients.connect_open(server.port());
-    auto b = clients.connect_open(server.port());
-    REQUIRE((a && b));
-    for (auto* c : {a.get(), b.get()}) {
-        c->send(json{{"type", "join"}, {"room", "r"}});
-        REQUIRE(c->round_trip());
-    }
+    auto [a, b] = two_members(clients, server.port(), "r");
     a->send(json{{"type", "room-message"}, {"room", "r"}, {"content", 1}});
     a->send(json{{"type", "room-message"}, {"room", "elsewhere"}, {"content", 2}});  // refused
     REQUIRE(b->next_of_type("message"));
