@@ -74,10 +74,9 @@ struct ServerSnapshot {
 /// What Telemetry needs to know, from the command line.
 struct TelemetryOptions {
     std::size_t max_connections = 10000;  ///< the connections check's 100%
-    /// Samples each growth detector keeps: the verdict covers
-    /// window * sample_interval.
+    /// Samples each growth detector keeps: the verdict covers that many
+    /// sample intervals.
     std::size_t growth_window = 120;
-    std::chrono::milliseconds sample_interval{1000};
     /// Samples GET /history returns (10 minutes at the default 1 s).
     std::size_t history_samples = 600;
     /// Where a census is written when health turns critical (empty: never).
@@ -168,8 +167,6 @@ public:
         }
         return out;
     }
-
-    const TelemetryOptions& options() const noexcept { return options_; }
 
 private:
     double seconds_since_start(Clock::time_point t) const {

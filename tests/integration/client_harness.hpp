@@ -157,6 +157,17 @@ public:
     /// The server; only safe to inspect from the test thread after stop().
     chat::ChatServer<Lock>& server() noexcept { return server_; }
 
+    /// Runs `f` on the server's io thread (where the guard may be called
+    /// while it runs) and returns its result once it ran.
+    template <class F>
+    auto on_io_thread(F f) -> decltype(f()) {
+        // Shared: the io thread may still be leaving task() when get() returns.
+        auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
+        auto result = task->get_future();
+        asio::post(server_.endpoint().get_io_service(), [task] { (*task)(); });
+        return result.get();
+    }
+
     /// Starts a graceful shutdown (from this thread) without waiting for it.
     void request_shutdown() { server_.request_shutdown(); }
 

@@ -9,13 +9,10 @@
 
 #include <catch2/catch.hpp>
 
-#include <asio/post.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <map>
 #include <memory>
 #include <set>
@@ -292,15 +289,12 @@ TEST_CASE("sends to a closed connection and sends websocketpp refused show in /s
     CHECK(stat_of(s, "traffic", "send_failed") == 0);
 
     auto& guard = server.server().guard();
-    std::promise<void> done;
-    asio::post(server.server().endpoint().get_io_service(), [&] {
+    server.on_io_thread([&] {
         guard.send(987654321, "nobody has this id");
         guard.registry().for_each([&](wsguard::ConnectionId id, const auto&, const auto&) {
             guard.send(id, std::string("\xff\xfe"));  // not UTF-8: websocketpp refuses it
         });
-        done.set_value();
     });
-    done.get_future().get();
 
     s = get_stats(server.port());
     CHECK(stat_of(s, "traffic", "send_not_connected") == 1);

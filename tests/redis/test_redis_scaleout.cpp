@@ -6,10 +6,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <asio/post.hpp>
-
 #include <cstdio>
-#include <future>
 #include <initializer_list>
 #include <map>
 #include <set>
@@ -174,12 +171,10 @@ TEST_CASE("a broadcast made on the guard itself reaches the room's members on th
 
     // Not through the router: any caller of the guard's broadcast reaches every node.
     auto& guard = a.server().guard();
-    std::promise<wsguard::wspp::BroadcastResult> done;
-    asio::post(a.server().endpoint().get_io_service(), [&] {
-        done.set_value(guard.broadcast(
-            "lobby", json{{"type", "message"}, {"from", 0}, {"content", "direct"}}.dump()));
+    const auto result = a.on_io_thread([&] {
+        return guard.broadcast(
+            "lobby", json{{"type", "message"}, {"from", 0}, {"content", "direct"}}.dump());
     });
-    const auto result = done.get_future().get();
     CHECK(result.sent == 1);  // a1, on this node
     CHECK(result.bridge == wsguard::wspp::PublishStatus::queued);
     for (auto* c : {a1.get(), b1.get()}) {

@@ -18,7 +18,6 @@
 #include <utility>
 
 #include <wsguard/emitter/slot.hpp>
-#include <wsguard/emitter/slot_allocator.hpp>
 
 namespace wsguard {
 namespace detail {
@@ -59,9 +58,7 @@ public:
         while (list_.head != nullptr) {
             SlotT* s = list_.head;
             list_.unlink(*s);
-            detach(*s);
-            s->chain_ = chain;
-            chain = s;
+            detach_onto(*s, chain);
         }
         release_chain(chain);
     }
@@ -71,8 +68,7 @@ public:
     std::shared_ptr<SlotBase> subscribe(std::weak_ptr<const void> owner, bool tracked, F&& f) {
         using Impl = SlotImpl<std::decay_t<F>, LockedCore, Args...>;
         std::shared_ptr<SlotT> slot =
-            std::allocate_shared<Impl>(SlotAllocator<Impl>(), tracked, std::forward<F>(f));
-        slot->owner_ = std::move(owner);
+            make_slot<Impl>(std::move(owner), tracked, std::forward<F>(f));
         slot->hook_.core = this->weak_from_this();
         std::shared_ptr<SlotBase> handle = slot;
         {

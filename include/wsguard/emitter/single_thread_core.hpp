@@ -17,7 +17,6 @@
 #include <vector>
 
 #include <wsguard/emitter/slot.hpp>
-#include <wsguard/emitter/slot_allocator.hpp>
 
 // Keeps rare paths out of Emitter's emit so the hot loop stays small enough
 // to inline into the caller.
@@ -155,27 +154,21 @@ public:
         SlotT* chain = nullptr;
         for (const EntryT& e : entries_) {
             if (e.slot != nullptr) {
-                detach(*e.slot);
-                e.slot->chain_ = chain;
-                chain = e.slot;
+                detach_onto(*e.slot, chain);
             }
         }
         entries_.clear();
         while (incoming_.head != nullptr) {
             SlotT* s = incoming_.head;
             incoming_.unlink(*s);
-            detach(*s);
-            s->chain_ = chain;
-            chain = s;
+            detach_onto(*s, chain);
         }
         // Only if destroyed during its own emit (not allowed): still
         // leave no handle waiting for a detach that never comes.
         while (pending_ != nullptr) {
             SlotT* s = pending_;
             pending_ = s->chain_;
-            detach(*s);
-            s->chain_ = chain;
-            chain = s;
+            detach_onto(*s, chain);
         }
         release_chain(chain);
     }
@@ -185,8 +178,7 @@ public:
     std::shared_ptr<SlotBase> subscribe(std::weak_ptr<const void> owner, bool tracked, F&& f) {
         using Impl = SlotImpl<std::decay_t<F>, SingleThreadCore, Args...>;
         std::shared_ptr<SlotT> slot =
-            std::allocate_shared<Impl>(SlotAllocator<Impl>(), tracked, std::forward<F>(f));
-        slot->owner_ = std::move(owner);
+            make_slot<Impl>(std::move(owner), tracked, std::forward<F>(f));
         slot->hook_.core = this;
         slot->hook_.fill = &EntryOf<Impl, Args...>::fill;
         std::shared_ptr<SlotBase> handle = slot;

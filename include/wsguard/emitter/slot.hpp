@@ -7,6 +7,8 @@
 // keep it in a subscription-order list, count it, and let go of it.
 #pragma once
 
+#include <wsguard/emitter/slot_allocator.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -140,6 +142,25 @@ template <class SlotT>
 void release(SlotT& slot) noexcept {
     slot.destroy_callable();
     const std::shared_ptr<SlotT> victim = std::move(slot.self_);
+}
+
+/// Detaches `slot` (lock held) and puts it on `chain`, the slots a core
+/// releases together with release_chain() once its lock is dropped.
+template <class SlotT>
+void detach_onto(SlotT& slot, SlotT*& chain) noexcept {
+    detach(slot);
+    slot.chain_ = chain;
+    chain = &slot;
+}
+
+/// A new slot of type Impl holding `f`, from the slot allocator, owned by
+/// `owner` (tracked: it drops itself when the owner dies); the core sets its hook.
+template <class Impl, class F>
+std::shared_ptr<Impl> make_slot(std::weak_ptr<const void> owner, bool tracked, F&& f) {
+    std::shared_ptr<Impl> slot =
+        std::allocate_shared<Impl>(SlotAllocator<Impl>(), tracked, std::forward<F>(f));
+    slot->owner_ = std::move(owner);
+    return slot;
 }
 
 template <class SlotT>
