@@ -9,6 +9,7 @@
 
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
+#include <wsguard/websocketpp/logger.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 #ifdef WSGUARD_HAVE_HIREDIS
 #include <wsguard/redis/redis_bridge.hpp>
@@ -18,6 +19,7 @@
 
 #include <websocketpp/server.hpp>
 
+#include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/strand.hpp>
 
@@ -26,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -37,7 +40,16 @@ namespace chat {
 /// Everything the command line sets. Defaults match `chat_server --help`.
 struct ServerOptions {
     std::uint16_t port = 8080;  ///< 0: pick a free port (tests)
+    /// An address or a host name ("localhost"); a name listens on the first
+    /// address it resolves to that can be bound.
     std::string bind_address = "0.0.0.0";
+    /// With it, /, /stats, /metrics and /history answer only requests with
+    /// "Authorization: Bearer <token>"; without it, only loopback peers.
+    std::string admin_token;
+    /// What the server logs; every event of a single peer (a vanished
+    /// client, a refused handshake) is debug (see wsguard/websocketpp/logger.hpp).
+    wsguard::wspp::LogLevel log_level = wsguard::wspp::LogLevel::warn;
+    std::ostream* log_stream = nullptr;  ///< where log lines go; nullptr: standard error
     /// The guard's limits; the reference server also drops the handshake's
     /// header maps once a connection is open (its protocol never reads them).
     wsguard::wspp::GuardOptions guard = [] {
@@ -110,6 +122,11 @@ public:
           guard_(server_, options_.guard),
           router_(guard_),
           telemetry_(options_.telemetry()) {
+        if (options_.log_stream != nullptr) {
+            server_.get_elog().set_ostream(options_.log_stream);
+            server_.get_alog().set_ostream(options_.log_stream);
+        }
+        wsguard::wspp::set_log_level(server_, options_.log_level);
         server_.init_asio();
         strand_.emplace(asio::make_strand(server_.get_io_service()));
         // Lets resident memory fall after a wave of closes (see socket_pool.hpp).
@@ -122,7 +139,7 @@ public:
         server_.set_reuse_addr(true);
         server_.set_listen_backlog(1024);
         server_.set_http_handler([this](websocketpp::connection_hdl h) {
-            serve_http(*server_.get_con_from_hdl(h), *this);
+            serve_http(*server_.get_con_from_hdl(h), *this, options_.admin_token);
         });
         on_message_ = guard_.on_message.subscribe(
             [this](wsguard::ConnectionId id, const typename Guard::message_ptr& msg) {
@@ -139,20 +156,11 @@ public:
                     asio::post(*strand_, [this] { cancel_grace(); });
                 }
             });
-        websocketpp::lib::error_code ec;
-        asio::ip::tcp::endpoint ep(asio::ip::make_address(options_.bind_address, ec),
-                                   options_.port);
-        if (ec) {
-            throw std::invalid_argument("bad bind address '" + options_.bind_address +
-                                        "': " + ec.message());
-        }
-        server_.listen(ep, ec);
-        if (ec) {
-            throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
-                                     std::to_string(options_.port) + ": " + ec.message());
-        }
+        listen();
         server_.start_accept();
-        port_ = server_.get_local_endpoint(ec).port();
+        websocketpp::lib::error_code ec;
+        local_ = server_.get_local_endpoint(ec);
+        port_ = local_.port();
         redis_ = make_redis_bridge();
         ticker_ =
             std::make_unique<wsguard::wspp::AsioTicker<Guard>>(guard_, options_.tick_interval);
@@ -169,6 +177,20 @@ public:
     ~ChatServer() { guard_.set_bridge(nullptr); }
 
     std::uint16_t port() const noexcept { return port_; }
+
+    /// Effect: the host part of a URL that reaches this server from this
+    /// machine: the bound address, brackets around IPv6, loopback for an
+    /// any-address bind ("ws://" + url_host() + ":" + port).
+    std::string url_host() const {
+        const asio::ip::address a = local_.address();
+        if (a.is_unspecified()) {
+            return a.is_v6() ? "[::1]" : "127.0.0.1";
+        }
+        return a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+    }
+
+    /// The address and port the server listens on.
+    asio::ip::tcp::endpoint local_endpoint() const { return local_; }
 
     /// Runs the io loop on `options.threads` threads until shutdown completes.
     void run() {
@@ -229,6 +251,42 @@ public:
     Server& endpoint() noexcept { return server_; }
 
 private:
+    // bind_address may be a name: listen on the first address it resolves to
+    // that binds. What looks like an address but is not one is refused
+    // without asking a resolver about it.
+    void listen() {
+        const std::string& host = options_.bind_address;
+        std::error_code ec;
+        std::vector<asio::ip::tcp::endpoint> candidates;
+        const asio::ip::address literal = asio::ip::make_address(host, ec);
+        if (!ec) {
+            candidates.emplace_back(literal, options_.port);
+        } else if (host.empty() || host.find(':') != std::string::npos ||
+                   host.find_first_not_of("0123456789.") == std::string::npos) {
+            throw std::invalid_argument("bad bind address '" + host + "': " + ec.message());
+        } else {
+            asio::ip::tcp::resolver resolver(server_.get_io_service());
+            for (const auto& entry : resolver.resolve(
+                     host, std::to_string(options_.port),
+                     asio::ip::resolver_base::passive | asio::ip::resolver_base::numeric_service,
+                     ec)) {
+                candidates.push_back(entry.endpoint());
+            }
+            if (ec || candidates.empty()) {
+                throw std::invalid_argument("bad bind address '" + host +
+                                            "': " + (ec ? ec.message() : "no address"));
+            }
+        }
+        for (const auto& endpoint : candidates) {
+            server_.listen(endpoint, ec);
+            if (!ec) {
+                return;
+            }
+        }
+        throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(options_.port) +
+                                 ": " + ec.message());
+    }
+
     // Null without --redis: the guard's own LocalBridge serves.
     std::unique_ptr<wsguard::wspp::RoomBridge> make_redis_bridge() {
         if (options_.redis_url.empty()) {
@@ -280,6 +338,7 @@ private:
     typename Server::timer_ptr grace_;
     // After server_ (its io_context) and guard_: destroyed before both.
     std::unique_ptr<wsguard::wspp::RoomBridge> redis_;
+    asio::ip::tcp::endpoint local_;
     std::uint16_t port_ = 0;
 };
 

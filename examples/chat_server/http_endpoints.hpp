@@ -15,6 +15,8 @@
 
 #include <websocketpp/http/constants.hpp>
 
+#include <asio/ip/address.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -272,18 +274,64 @@ struct HttpResponse {
     std::string body;
 };
 
+/// Effect: whether `a` is this machine's loopback (IPv4-mapped included:
+/// a server bound to :: sees 127.0.0.1 as ::ffff:127.0.0.1).
+inline bool is_loopback(const asio::ip::address& a) noexcept {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+    }
+    return a.is_loopback();
+}
+
+/// Effect: whether header value `authorization` is "Bearer <token>". Takes
+/// as long whatever prefix of the token matches, so the time of a refusal
+/// does not tell an attacker how much they got right.
+inline bool bearer_matches(std::string_view authorization, std::string_view token) noexcept {
+    constexpr std::string_view scheme = "Bearer ";
+    if (token.empty() || authorization.substr(0, scheme.size()) != scheme) {
+        return false;
+    }
+    const std::string_view given = authorization.substr(scheme.size());
+    unsigned char diff = given.size() == token.size() ? 0 : 1;
+    for (std::size_t i = 0; i < token.size(); ++i) {
+        diff |= static_cast<unsigned char>(token[i] ^ (i < given.size() ? given[i] : 0));
+    }
+    return diff == 0;
+}
+
+/// Effect: whether a request may read the admin endpoints (/, /stats,
+/// /metrics, /history): with no `token`, only from a loopback `peer`; with
+/// one, only with "Authorization: Bearer <token>", from any peer, loopback
+/// included (a reverse proxy on this machine would otherwise hand them to
+/// whoever it serves).
+inline bool admin_allowed(const std::optional<asio::ip::address>& peer,
+                          std::string_view authorization, std::string_view token) noexcept {
+    if (!token.empty()) {
+        return bearer_matches(authorization, token);
+    }
+    return peer && is_loopback(*peer);
+}
+
 /// Effect: the response to `method` `resource` (query ignored). Source gives
 /// snapshot() (a ServerSnapshot) and history_json(); it is asked only for
-/// what the path needs.
+/// what the path needs. Without `admin` (see admin_allowed()) every path the
+/// server has answers 403.
 template <class Source>
-HttpResponse respond(std::string_view method, std::string_view resource, Source& source) {
+HttpResponse respond(std::string_view method, std::string_view resource, Source& source,
+                     bool admin) {
     const std::string_view path = resource.substr(0, resource.find('?'));
     HttpResponse r;
     auto content = [&r](const char* type, std::string body) {
         r.headers.emplace_back("Content-Type", type);
         r.body = std::move(body);
     };
-    if (method != "GET") {
+    const bool known = path == "/stats" || path == "/metrics" || path == "/history" || path == "/";
+    if (known && !admin) {
+        r.status = websocketpp::http::status_code::forbidden;
+        content("text/plain",
+                "forbidden: the admin endpoints answer loopback peers, or with --admin-token "
+                "the header \"Authorization: Bearer <token>\"\n");
+    } else if (method != "GET") {
         r.status = websocketpp::http::status_code::method_not_allowed;
         r.headers.emplace_back("Allow", "GET");
         content("text/plain", "only GET is supported\n");
@@ -303,10 +351,16 @@ HttpResponse respond(std::string_view method, std::string_view resource, Source&
     return r;
 }
 
-/// Effect: answers websocketpp connection `con`'s HTTP request through respond().
+/// Effect: answers websocketpp connection `con`'s HTTP request (asio
+/// transport) through respond(), the admin endpoints as admin_allowed() says.
 template <class Connection, class Source>
-void serve_http(Connection& con, Source& source) {
-    HttpResponse r = respond(con.get_request().get_method(), con.get_resource(), source);
+void serve_http(Connection& con, Source& source, std::string_view admin_token) {
+    std::error_code ec;
+    const auto remote = con.get_raw_socket().remote_endpoint(ec);
+    const std::optional<asio::ip::address> peer =
+        ec ? std::nullopt : std::optional<asio::ip::address>(remote.address());
+    const bool admin = admin_allowed(peer, con.get_request_header("Authorization"), admin_token);
+    HttpResponse r = respond(con.get_request().get_method(), con.get_resource(), source, admin);
     con.set_status(r.status);
     for (const auto& [name, value] : r.headers) {
         con.append_header(name, value);

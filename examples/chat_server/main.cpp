@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <stdexcept>
 
 namespace {
 
@@ -25,14 +26,21 @@ int serve(const chat::ServerOptions& options) {
             server.request_shutdown();
         }
     });
-    const unsigned port = server.port();
+    // URLs that work from this machine: the bound address (in brackets for
+    // IPv6), loopback for an any-address bind.
+    const std::string at = server.url_host() + ":" + std::to_string(server.port());
+    const auto local = server.local_endpoint();
     std::printf(
-        "chat_server: listening\n"
-        "  WebSocket  ws://127.0.0.1:%u/\n"
-        "  dashboard  http://127.0.0.1:%u/\n"
-        "  stats      http://127.0.0.1:%u/stats\n"
-        "  metrics    http://127.0.0.1:%u/metrics\n",
-        port, port, port, port);
+        "chat_server: listening on %s port %u\n"
+        "  WebSocket  ws://%s/\n"
+        "  dashboard  http://%s/\n"
+        "  stats      http://%s/stats\n"
+        "  metrics    http://%s/metrics\n"
+        "  (admin endpoints: %s)\n",
+        local.address().to_string().c_str(), unsigned(local.port()), at.c_str(), at.c_str(),
+        at.c_str(), at.c_str(),
+        options.admin_token.empty() ? "loopback peers only"
+                                    : "\"Authorization: Bearer <--admin-token>\" only");
     std::fflush(stdout);
     server.run();
     std::printf("chat_server: stopped\n");
@@ -51,9 +59,19 @@ int main(int argc, char** argv) {
     long long ping_ms = g.ping_interval.count();
     long long sample_ms = options.sample_interval.count();
     std::string slow = "drop";
+    std::string log_level = wsguard::wspp::to_string(options.log_level);
 
     app.add_option("--port", options.port, "TCP port for WebSocket and HTTP (0: any free port)");
-    app.add_option("--bind", options.bind_address, "Address to listen on");
+    app.add_option("--bind", options.bind_address,
+                   "Address or host name to listen on (::1, localhost, 0.0.0.0)");
+    app.add_option("--admin-token", options.admin_token,
+                   "/, /stats, /metrics, /history answer only \"Authorization: Bearer <token>\" "
+                   "(without it: only loopback peers); or set WSGUARD_ADMIN_TOKEN, which ps "
+                   "does not show")
+        ->envname("WSGUARD_ADMIN_TOKEN");
+    app.add_option("--log-level", log_level,
+                   "error, warn, info or debug; a peer's own events (vanished, refused) are debug")
+        ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
     app.add_option("--max-connections", g.max_connections,
                    "Connections beyond this are closed with 1013")
         ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
@@ -100,12 +118,17 @@ int main(int argc, char** argv) {
     g.slow_consumer = slow == "close" ? wsguard::wspp::SlowConsumerPolicy::close
                                       : wsguard::wspp::SlowConsumerPolicy::drop;
     options.sample_interval = std::chrono::milliseconds(sample_ms);
+    options.log_level = *wsguard::wspp::parse_log_level(log_level);
 
     try {
         if (options.threads == 1) {
             return serve<wsguard::NullMutex>(options);
         }
         return serve<std::mutex>(options);
+    } catch (const std::invalid_argument& e) {
+        // A value the flags' own checks could not judge (--bind, --redis): a usage error.
+        std::fprintf(stderr, "chat_server: %s\n", e.what());
+        return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "chat_server: %s\n", e.what());
         return 1;

@@ -834,17 +834,19 @@ struct HttpResponse {
     }
 };
 
-/// `method` `path` on 127.0.0.1:`port` (websocketpp closes after one
-/// response, so the body is whatever arrives before EOF). nullopt on timeout
-/// or error.
-inline std::optional<HttpResponse> http_request(std::uint16_t port, const std::string& method,
-                                                const std::string& path,
-                                                Millis timeout = prompt_wait) {
+/// `method` `path` on `address`:`port` with `headers` ("Name: value\r\n"
+/// each) added (websocketpp closes after one response, so the body is
+/// whatever arrives before EOF). nullopt on timeout or error.
+inline std::optional<HttpResponse> http_request_to(const asio::ip::address& address,
+                                                   std::uint16_t port, const std::string& method,
+                                                   const std::string& path,
+                                                   const std::string& headers = {},
+                                                   Millis timeout = prompt_wait) {
     asio::io_context io;
     asio::ip::tcp::socket sock(io);
     bool done = false;
     std::error_code result;
-    sock.async_connect({asio::ip::make_address("127.0.0.1"), port}, [&](const std::error_code& e) {
+    sock.async_connect({address, port}, [&](const std::error_code& e) {
         result = e;
         done = true;
     });
@@ -853,7 +855,7 @@ inline std::optional<HttpResponse> http_request(std::uint16_t port, const std::s
     }
     const std::string request = method + " " + path +
                                 " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                                "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                                "\r\nContent-Length: 0\r\nConnection: close\r\n" + headers + "\r\n";
     done = false;
     asio::async_write(sock, asio::buffer(request), [&](const std::error_code& e, std::size_t) {
         result = e;
@@ -880,6 +882,13 @@ inline std::optional<HttpResponse> http_request(std::uint16_t port, const std::s
     r.body = raw.substr(head_end + 4);
     r.status = std::atoi(raw.c_str() + 9);
     return r;
+}
+
+/// `method` `path` on 127.0.0.1:`port`; see http_request_to().
+inline std::optional<HttpResponse> http_request(std::uint16_t port, const std::string& method,
+                                                const std::string& path,
+                                                Millis timeout = prompt_wait) {
+    return http_request_to(asio::ip::make_address("127.0.0.1"), port, method, path, {}, timeout);
 }
 
 /// GET `path`; see http_request().

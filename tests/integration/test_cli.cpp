@@ -15,6 +15,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -83,18 +84,22 @@ public:
     pid_t pid() const noexcept { return pid_; }
 
     /// Reads stdout until it shows the WebSocket URL the server prints once it
-    /// listens ("ws://127.0.0.1:<port>/"); its port, or nullopt after `timeout`.
-    std::optional<int> wait_listening_port(Millis timeout) {
-        static const std::string prefix = "ws://127.0.0.1:";
+    /// listens ("ws://<host>:<port>/"); that host and port, or nullopt after
+    /// `timeout`.
+    std::optional<std::pair<std::string, int>> wait_listening_url(Millis timeout) {
+        static const std::string prefix = "ws://";
         const auto deadline = SteadyClock::now() + timeout;
         for (;;) {
             const auto at = stdout_.find(prefix);
-            if (at != std::string::npos) {
-                const auto digits = at + prefix.size();
-                const auto end = stdout_.find('/', digits);
-                if (end != std::string::npos && end > digits &&
-                    stdout_.find_first_not_of("0123456789", digits) == end) {
-                    return std::stoi(stdout_.substr(digits, end - digits));
+            const auto end = at == std::string::npos ? at : stdout_.find('/', at + prefix.size());
+            if (end != std::string::npos) {
+                const std::string host_port =
+                    stdout_.substr(at + prefix.size(), end - at - prefix.size());
+                const auto colon = host_port.rfind(':');
+                if (colon != std::string::npos && colon + 1 < host_port.size() &&
+                    host_port.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+                    return std::pair(host_port.substr(0, colon),
+                                     std::stoi(host_port.substr(colon + 1)));
                 }
             }
             const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
@@ -102,6 +107,15 @@ public:
                 return std::nullopt;
             }
         }
+    }
+
+    /// The port of wait_listening_url(), which must be on 127.0.0.1.
+    std::optional<int> wait_listening_port(Millis timeout) {
+        const auto url = wait_listening_url(timeout);
+        if (!url || url->first != "127.0.0.1") {
+            return std::nullopt;
+        }
+        return url->second;
     }
 
     /// Waits for the child to exit, reading its output meanwhile; its exit
@@ -184,6 +198,8 @@ TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stde
         {"--port", "abc"},           {"--port", "70000"},          {"--slow-consumer", "maybe"},
         {"--max-connections", "0"},  {"--max-payload-bytes", "0"}, {"--threads", "0"},
         {"--idle-timeout-ms", "-1"}, {"--no-such-flag"},           {"--port"},
+        {"--log-level", "loud"},     {"--log-level", "WARN"},      {"--bind", "300.1.2.3"},
+        {"--bind", "::12345"},
     };
     for (const auto& args : bad) {
         std::string joined;
@@ -205,7 +221,8 @@ TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
     for (const char* flag :
          {"--port", "--bind", "--max-connections", "--idle-timeout-ms", "--ping-interval-ms",
           "--max-payload-bytes", "--max-buffered-bytes", "--slow-consumer", "--sample-interval-ms",
-          "--snapshot-dir", "--growth-window", "--threads", "--redis", "--node-id", "--help"}) {
+          "--snapshot-dir", "--growth-window", "--threads", "--redis", "--node-id", "--log-level",
+          "--admin-token", "--help"}) {
         INFO(flag);
         CHECK(out.find(flag) != std::string::npos);
     }
@@ -247,4 +264,52 @@ TEST_CASE("chat_server exits 0 on SIGINT with no client connected", "[cli]") {
     INFO("stdout: " << child.out() << "\nstderr: " << child.err());
     REQUIRE(rc);
     CHECK(*rc == 0);
+}
+
+TEST_CASE("chat_server --bind takes a host name and IPv6, and its banner prints URLs that work",
+          "[cli]") {
+    const std::vector<std::pair<std::string, std::string>> binds = {
+        {"localhost", ""}, {"::1", "[::1]"}, {"0.0.0.0", "127.0.0.1"}, {"127.0.0.1", "127.0.0.1"}};
+    for (const auto& [bind, expected_host] : binds) {
+        INFO("--bind " << bind);
+        Child child({"--port", "0", "--bind", bind});
+        const auto url = child.wait_listening_url(Millis{10000});
+        INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+        REQUIRE(url);
+        if (!expected_host.empty()) {
+            CHECK(url->first == expected_host);
+        }
+        // The printed host, brackets removed, is an address this machine reaches.
+        std::string host = url->first;
+        if (host.size() > 2 && host.front() == '[') {
+            host = host.substr(1, host.size() - 2);
+        }
+        std::error_code ec;
+        const auto address = asio::ip::make_address(host, ec);
+        REQUIRE_FALSE(ec);
+        const auto r = wsguard::test::http_request_to(
+            address, static_cast<std::uint16_t>(url->second), "GET", "/stats");
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+        CHECK(child.wait_exit(Millis{10000}) == std::optional<int>(0));
+    }
+}
+
+TEST_CASE("chat_server takes the admin token from WSGUARD_ADMIN_TOKEN", "[cli]") {
+    ::setenv("WSGUARD_ADMIN_TOKEN", "from-the-environment", 1);
+    Child child({"--port", "0", "--bind", "127.0.0.1"});
+    ::unsetenv("WSGUARD_ADMIN_TOKEN");
+    const auto port = child.wait_listening_port(Millis{10000});
+    REQUIRE(port);
+    const auto loopback = asio::ip::make_address("127.0.0.1");
+    const auto p = static_cast<std::uint16_t>(*port);
+    const auto refused = wsguard::test::http_request_to(loopback, p, "GET", "/stats");
+    const auto allowed = wsguard::test::http_request_to(
+        loopback, p, "GET", "/stats", "Authorization: Bearer from-the-environment\r\n");
+    REQUIRE(refused);
+    REQUIRE(allowed);
+    CHECK(refused->status == 403);
+    CHECK(allowed->status == 200);
+    CHECK(child.out().find("from-the-environment") == std::string::npos);
 }

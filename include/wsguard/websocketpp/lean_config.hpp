@@ -15,6 +15,7 @@
 #pragma once
 
 #include <wsguard/websocketpp/connection_memory.hpp>
+#include <wsguard/websocketpp/logger.hpp>
 
 #include <cstddef>
 
@@ -32,6 +33,14 @@ inline constexpr std::size_t default_lean_read_buffer_bytes = 1024;
 
 namespace detail {
 
+/// The transport template `Transport` is an instance of, over `Config`.
+template <class Transport, class Config>
+struct RebindTransport;
+template <template <class> class Transport, class Old, class Config>
+struct RebindTransport<Transport<Old>, Config> {
+    using type = Transport<Config>;
+};
+
 /// The knobs wsguard changes, applied on top of any websocketpp config.
 template <class Base, std::size_t ReadBufferBytes>
 struct Lean : Base {
@@ -45,11 +54,23 @@ struct Lean : Base {
     static const std::size_t connection_read_buffer_size = ReadBufferBytes;
     typedef GuardConnectionBase connection_base;
 
-    /// Logging off but for fatal errors: a line per connect, message or peer
-    /// that vanished costs more than the server's own work at high rates, and
-    /// the guard counts every one of those events in stats().
+    /// Warnings and errors of the server, never a line per peer event: a line
+    /// per connect, message or peer that vanished costs more than the server's
+    /// own work at high rates, and the guard counts every one of those events
+    /// in stats(). GuardLogger files peer events under debug (set_log_level()
+    /// turns it on at run time) and holds back repeated lines.
+    typedef GuardLogger<typename Base::concurrency_type, ::websocketpp::log::elevel> elog_type;
+    typedef GuardLogger<typename Base::concurrency_type, ::websocketpp::log::alevel> alog_type;
     static const ::websocketpp::log::level alog_level = ::websocketpp::log::alevel::none;
-    static const ::websocketpp::log::level elog_level = ::websocketpp::log::elevel::fatal;
+    static const ::websocketpp::log::level elog_level = error_channels(LogLevel::warn);
+
+    // The transport logs through the endpoint's loggers: same types.
+    struct transport_config : Base::transport_config {
+        typedef typename Lean::elog_type elog_type;
+        typedef typename Lean::alog_type alog_type;
+    };
+    typedef typename RebindTransport<typename Base::transport_type, transport_config>::type
+        transport_type;
 };
 
 }  // namespace detail
@@ -69,8 +90,8 @@ struct basic_asio_lean_single_thread : detail::Lean<::websocketpp::config::asio,
     using base = ::websocketpp::config::asio;
 
     typedef ::websocketpp::concurrency::none concurrency_type;
-    typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::elevel> elog_type;
-    typedef ::websocketpp::log::basic<concurrency_type, ::websocketpp::log::alevel> alog_type;
+    typedef GuardLogger<concurrency_type, ::websocketpp::log::elevel> elog_type;
+    typedef GuardLogger<concurrency_type, ::websocketpp::log::alevel> alog_type;
 
     struct transport_config : base::transport_config {
         typedef typename type::concurrency_type concurrency_type;
