@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite (Debian/Ubuntu; installs what it needs first):
 #   1. the normal build (Release): unit, integration, consumer, e2e, browser and Redis tests,
-#      and the integration binaries under valgrind memcheck (label "valgrind");
+#      and the integration binaries under valgrind memcheck (label "valgrind"); then the
+#      integration tests three times in a row with a 3 s idle timeout and a 1 s ping interval;
 #   2. the same suite under AddressSanitizer+LeakSanitizer+UBSan;
 #   3. the multi-threaded tests under ThreadSanitizer;
 #   4. the libFuzzer targets (clang, ASan+UBSan), each for a bounded time.
@@ -58,6 +59,11 @@ total_failed=0
 # there), tests and benchmarks included, so a Release build cannot break unseen.
 if configure_and_build build -DCMAKE_BUILD_TYPE=Release "${require[@]}"; then
   run_ctest build || failed+=("normal suite")
+  # The acceptance runs: every loopback integration test three times in a row
+  # with a 3 s idle timeout and a 1 s ping interval, where a test sets neither.
+  WSGUARD_TEST_IDLE_TIMEOUT_MS=3000 WSGUARD_TEST_PING_INTERVAL_MS=1000 \
+    run_ctest build -L integration -LE "valgrind|browser|consumers" --repeat until-fail:3 ||
+    failed+=("integration suite, 3 s idle and 1 s ping, three times")
 else
   failed+=("normal build")
 fi

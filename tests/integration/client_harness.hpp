@@ -109,8 +109,21 @@ inline std::chrono::duration<double, std::milli> since(SteadyClock::time_point t
 // ---------------------------------------------------------------------------
 // The server under test.
 
+/// The value of environment variable `name` in milliseconds, if set.
+inline std::optional<Millis> env_millis(const char* name) {
+    const char* s = std::getenv(name);
+    if (s == nullptr || *s == '\0') {
+        return std::nullopt;
+    }
+    return Millis{std::atoll(s)};
+}
+
 /// Options every in-process server starts from: loopback, ephemeral port, no
 /// banner, fast housekeeping so time-based limits show within milliseconds.
+/// WSGUARD_TEST_IDLE_TIMEOUT_MS and WSGUARD_TEST_PING_INTERVAL_MS replace the
+/// guard's idle timeout and ping interval (CI runs the integration tests
+/// three times with 3000 and 1000: what a test does not set itself must hold
+/// with short timers too).
 inline chat::ServerOptions test_server_options() {
     chat::ServerOptions o;
     o.port = 0;
@@ -119,6 +132,12 @@ inline chat::ServerOptions test_server_options() {
     o.tick_interval = Millis{25};
     o.sample_interval = Millis{1000};
     o.guard.trim_after_closes = 0;
+    if (const auto idle = env_millis("WSGUARD_TEST_IDLE_TIMEOUT_MS")) {
+        o.guard.idle_timeout = *idle;
+    }
+    if (const auto ping = env_millis("WSGUARD_TEST_PING_INTERVAL_MS")) {
+        o.guard.ping_interval = *ping;
+    }
     return o;
 }
 
