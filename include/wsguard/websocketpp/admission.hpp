@@ -2,12 +2,15 @@
 // SPDX-License-Identifier: MIT
 //
 // Handshake admission: what ServerGuard checks in websocketpp's validate
-// handler, before a connection costs a WebSocket connection object, a
-// registry entry or a read loop. In order:
+// handler, before the connection opens (no registry entry, no frame reads,
+// no close handshake). In order:
 //  1. shutting down: 503;
 //  2. RFC 6455 only (Sec-WebSocket-Version: 13): Hixie-76 (draft-00) and the
 //     hybi drafts websocketpp still speaks are answered 426 Upgrade Required
-//     with Sec-WebSocket-Version: 13 (RFC 6455 section 4.4);
+//     with Sec-WebSocket-Version: 13 (RFC 6455 section 4.4). A version
+//     websocketpp has no processor for (9, 14, ...) never reaches the guard:
+//     websocketpp answers it 400 itself, listing "0,7,8,13"; it is counted
+//     as a version refusal all the same (see end());
 //  3. no request body on an upgrade (Content-Length > 0 or any
 //     Transfer-Encoding): 400. websocketpp keeps a request's body for the
 //     connection's life, and a chunked body would be read as frames;

@@ -82,8 +82,8 @@ struct GuardOptions {
     /// keep their own. Zero disables sharing.
     std::size_t max_shared_uris = 64;
 
-    // Admission: checked at the handshake, before a connection costs a
-    // WebSocket connection object (admission.hpp). Each refusal is counted by
+    // Admission: checked at the handshake, before a connection is opened
+    // (admission.hpp). Each refusal is counted by
     // reason in GuardStats::refused.
 
     /// Largest HTTP request body websocketpp reads, upgrade or not (it reads
@@ -103,14 +103,15 @@ struct GuardOptions {
     /// hijacking). Empty (the default): every Origin, since the guard cannot
     /// know a deployment's own; set it when sessions use cookies.
     std::vector<std::string> allowed_origins{};
-    /// Connections per peer IP address, counted from admission until the
-    /// connection closes or fails; past it the handshake is answered 503.
+    /// WebSocket connections per peer IP address, counted from admission
+    /// until the connection closes or fails; past it the handshake is
+    /// answered 503 (plain HTTP requests are not counted).
     /// Refused at the handshake, not with 1013 like max_connections, because
-    /// that costs no WebSocket connection object and a close code needs an
-    /// open connection. Zero (the default): no limit, because behind a reverse
-    /// proxy or a carrier NAT every client has the same address; set it when
-    /// peers connect directly. The address is the transport's (a proxy's
-    /// X-Forwarded-For is not trusted).
+    /// a refused handshake never becomes an open WebSocket connection (no
+    /// registry entry, no frame reading, no close handshake to wait for), and
+    /// a close code such as 1013 needs an open connection. Zero (the default): no limit, because
+    /// behind a reverse proxy or a carrier NAT every client has the same address; set it when peers
+    /// connect directly. The address is the transport's (a proxy's X-Forwarded-For is not trusted).
     std::size_t max_connections_per_ip = 0;
 };
 
