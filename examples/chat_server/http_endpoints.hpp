@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <sstream>
@@ -54,6 +55,16 @@ inline std::string history_json(
     return j.dump();
 }
 
+/// {"version":N,...,"total":N}: the handshakes refused, by reason.
+inline nlohmann::ordered_json refused_json(const wsguard::wspp::RefusalStats& r) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < wsguard::wspp::refusal_reason_count; ++i) {
+        j[wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i))] = r.by_reason[i];
+    }
+    j["total"] = r.total();
+    return j;
+}
+
 /// GET /stats: the top-level counts first, then objects per concern.
 inline std::string stats_json(const ServerSnapshot& s) {
     const auto& g = s.guard;
@@ -65,6 +76,8 @@ inline std::string stats_json(const ServerSnapshot& s) {
         {"dropped_messages", g.dropped_messages},
         {"rejected_connections", g.rejected_connections},
         {"uptime_seconds", s.uptime_seconds},
+        {"refused", refused_json(g.refused)},
+        {"peer_addresses", g.peer_addresses},
         {"closes",
          {{"slow_consumer", g.closed_slow_consumer},
           {"idle", g.closed_idle},
@@ -165,6 +178,10 @@ public:
     void sample(const char* name, const char* label, const std::string& value, double v) {
         out_ << "wsguard_" << name << '{' << label << "=\"" << value << "\"} " << v << '\n';
     }
+    // A count as digits: a double would print 1234567 as 1.23457e+06.
+    void sample(const char* name, const char* label, const std::string& value, std::uint64_t v) {
+        out_ << "wsguard_" << name << '{' << label << "=\"" << value << "\"} " << v << '\n';
+    }
     void gauge(const char* name, const char* help, double value) {
         metric(name, "gauge", help, value);
     }
@@ -190,6 +207,14 @@ inline std::string metrics_text(const ServerSnapshot& s) {
               double(g.dropped_messages));
     w.counter("rejected_connections_total", "Connections refused at max connections (1013).",
               double(g.rejected_connections));
+    w.family("refused_total", "counter", "Handshakes refused at admission, by reason.");
+    for (std::size_t i = 0; i < wsguard::wspp::refusal_reason_count; ++i) {
+        w.sample("refused_total", "reason",
+                 wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i)),
+                 g.refused.by_reason[i]);
+    }
+    w.gauge("peer_addresses", "Peer addresses with an admitted connection (per-IP limit on).",
+            double(g.peer_addresses));
     w.counter("closed_slow_consumer_total", "Connections closed as slow consumers (1008).",
               double(g.closed_slow_consumer));
     w.counter("closed_idle_total", "Connections closed for idleness (1000).",

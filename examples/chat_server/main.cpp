@@ -90,6 +90,27 @@ int main(int argc, char** argv) {
     app.add_option("--slow-consumer", slow,
                    "Over the bound: drop the message (and count it) or close with 1008")
         ->check(CLI::IsMember({"drop", "close"}));
+    app.add_option("--max-connections-per-ip", g.max_connections_per_ip,
+                   "Connections per peer address; past it the handshake gets 503 (0: no limit)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
+    app.add_option("--allowed-origins", g.allowed_origins,
+                   "Comma-separated Origins browsers may connect from; any other gets 403 "
+                   "(none: every Origin; a request without Origin is admitted)")
+        ->delimiter(',');
+    app.add_option("--max-uri-bytes", g.max_uri_bytes,
+                   "Longest upgrade request URI; longer gets 414")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+    app.add_option("--max-http-body-bytes", g.max_http_body_bytes,
+                   "Largest HTTP request body read; larger gets 413 (an upgrade with a body: 400)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30));
+    app.add_option("--max-rooms", g.rooms.max_rooms, "Rooms on this server, all members together")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100000000}));
+    app.add_option("--max-rooms-per-connection", g.rooms.max_rooms_per_member,
+                   "Rooms one connection may be in")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
+    app.add_option("--max-room-name-bytes", g.rooms.max_room_name_length,
+                   "Longest room name; longer joins get an error reply")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{65536}));
     app.add_option("--sample-interval-ms", sample_ms, "Memory and series sampling interval")
         ->check(CLI::Range(10LL, 3600000LL));
     app.add_option(

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -195,10 +196,23 @@ int exit_code_of(const std::vector<std::string>& args, std::string* out = nullpt
 
 TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stderr", "[cli]") {
     const std::vector<std::vector<std::string>> bad = {
-        {"--port", "abc"},           {"--port", "70000"},          {"--slow-consumer", "maybe"},
-        {"--max-connections", "0"},  {"--max-payload-bytes", "0"}, {"--threads", "0"},
-        {"--idle-timeout-ms", "-1"}, {"--no-such-flag"},           {"--port"},
-        {"--log-level", "loud"},     {"--log-level", "WARN"},      {"--bind", "300.1.2.3"},
+        {"--port", "abc"},
+        {"--port", "70000"},
+        {"--slow-consumer", "maybe"},
+        {"--max-connections", "0"},
+        {"--max-payload-bytes", "0"},
+        {"--threads", "0"},
+        {"--idle-timeout-ms", "-1"},
+        {"--no-such-flag"},
+        {"--port"},
+        {"--max-uri-bytes", "0"},
+        {"--max-rooms", "0"},
+        {"--max-room-name-bytes", "0"},
+        {"--max-rooms-per-connection", "0"},
+        {"--max-connections-per-ip", "-1"},
+        {"--log-level", "loud"},
+        {"--log-level", "WARN"},
+        {"--bind", "300.1.2.3"},
         {"--bind", "::12345"},
     };
     for (const auto& args : bad) {
@@ -218,11 +232,30 @@ TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stde
 TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
     std::string out, err;
     REQUIRE(exit_code_of({"--help"}, &out, &err) == 0);
-    for (const char* flag :
-         {"--port", "--bind", "--max-connections", "--idle-timeout-ms", "--ping-interval-ms",
-          "--max-payload-bytes", "--max-buffered-bytes", "--slow-consumer", "--sample-interval-ms",
-          "--snapshot-dir", "--growth-window", "--threads", "--redis", "--node-id", "--log-level",
-          "--admin-token", "--help"}) {
+    for (const char* flag : {"--port",
+                             "--bind",
+                             "--max-connections",
+                             "--idle-timeout-ms",
+                             "--ping-interval-ms",
+                             "--max-payload-bytes",
+                             "--max-buffered-bytes",
+                             "--slow-consumer",
+                             "--sample-interval-ms",
+                             "--snapshot-dir",
+                             "--growth-window",
+                             "--threads",
+                             "--redis",
+                             "--node-id",
+                             "--max-connections-per-ip",
+                             "--allowed-origins",
+                             "--max-uri-bytes",
+                             "--max-http-body-bytes",
+                             "--max-rooms",
+                             "--max-rooms-per-connection",
+                             "--max-room-name-bytes",
+                             "--log-level",
+                             "--admin-token",
+                             "--help"}) {
         INFO(flag);
         CHECK(out.find(flag) != std::string::npos);
     }
@@ -254,6 +287,68 @@ TEST_CASE(
     REQUIRE(rc);
     CHECK(*rc == 0);
     CHECK(child.out().find("stopped") != std::string::npos);
+}
+
+TEST_CASE("chat_server's admission and room flags reach the guard", "[cli]") {
+    Child child({"--port", "0", "--bind", "127.0.0.1", "--allowed-origins",
+                 "https://a.example,https://b.example", "--max-connections-per-ip", "2",
+                 "--max-uri-bytes", "100", "--max-rooms", "1", "--max-rooms-per-connection", "1",
+                 "--max-room-name-bytes", "4"});
+    const auto listening = child.wait_listening_port(Millis{10000});
+    INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+    REQUIRE(listening);
+    const auto port = static_cast<std::uint16_t>(*listening);
+    const auto status_of = [port](const std::string& path, const std::string& origin) {
+        wsguard::test::RawWsClient c;
+        REQUIRE(c.connect_tcp(port));
+        REQUIRE(
+            c.send_bytes("GET " + path +
+                         " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\nOrigin: " +
+                         origin + "\r\n\r\n"));
+        const auto answer = c.read_to_end();
+        return answer && answer->rfind("HTTP/1.1 ", 0) == 0 ? std::atoi(answer->c_str() + 9) : 0;
+    };
+    CHECK(status_of("/", "https://c.example") == 403);
+    CHECK(status_of("/" + std::string(100, 'u'), "https://a.example") == 414);
+
+    wsguard::test::RawWsClient a, b, c;
+    REQUIRE(a.connect(port));
+    REQUIRE(b.connect(port));
+    CHECK_FALSE(c.connect(port));                       // the third from 127.0.0.1: 503
+    CHECK(status_of("/", "https://b.example") == 503);  // past the Origin check, then per-IP
+    const auto error_of = [](wsguard::test::RawWsClient& client, const std::string& room) {
+        REQUIRE(client.send_text(R"({"type":"join","room":")" + room + R"("})"));
+        REQUIRE(client.send_text(R"({"type":"ping"})"));
+        // The error, if any, comes before the pong.
+        std::string error;
+        for (;;) {
+            const auto f = client.read_frame();
+            REQUIRE(f);
+            const auto j = nlohmann::json::parse(f->payload, nullptr, false);
+            if (j.value("type", std::string()) == "pong") {
+                return error;
+            }
+            error = j.value("error", std::string());
+        }
+    };
+    CHECK(error_of(a, "abcde") == "room name is too long");
+    CHECK(error_of(a, "r1").empty());
+    CHECK(error_of(a, "r2") == "too many rooms joined");
+    CHECK(error_of(b, "r2") == "too many rooms on the server");
+    const auto stats = wsguard::test::get_stats(port);
+    CHECK(wsguard::test::stat_of(stats, "refused", "origin") == 1);
+    CHECK(wsguard::test::stat_of(stats, "refused", "uri_too_long") == 1);
+    CHECK(wsguard::test::stat_of(stats, "refused", "per_ip") == 2);
+    CHECK(wsguard::test::stat_of(stats, "peer_addresses") == 1);
+
+    a.close();
+    b.close();
+    REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+    const auto rc = child.wait_exit(Millis{10000});
+    REQUIRE(rc);
+    CHECK(*rc == 0);
 }
 
 TEST_CASE("chat_server exits 0 on SIGINT with no client connected", "[cli]") {

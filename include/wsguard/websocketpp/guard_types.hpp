@@ -9,6 +9,7 @@
 
 #include <wsguard/connection_registry.hpp>
 #include <wsguard/room_index.hpp>
+#include <wsguard/websocketpp/admission.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace wsguard::wspp {
 
@@ -79,17 +81,52 @@ struct GuardOptions {
     /// are dropped when the table is full. Connections whose URI finds no room
     /// keep their own. Zero disables sharing.
     std::size_t max_shared_uris = 64;
+
+    // Admission: checked at the handshake, before a connection is opened
+    // (admission.hpp). Each refusal is counted by
+    // reason in GuardStats::refused.
+
+    /// Largest HTTP request body websocketpp reads, upgrade or not (it reads
+    /// the body before any handler runs, and keeps it for the connection's
+    /// life): past it websocketpp answers 413 without reading it. An upgrade
+    /// with any body is refused (400) anyway. 64 KiB: websocketpp's 32 MB
+    /// default let one upgrade pin ~30 MiB for as long as it stayed open.
+    std::size_t max_http_body_bytes = 64 * 1024;
+    /// Longest request URI of an upgrade; longer is answered 414. 8 KiB, the
+    /// common server default (nginx, Apache); websocketpp parses and keeps it.
+    std::size_t max_uri_bytes = 8 * 1024;
+    /// Origins whose browser pages may connect ("https://chat.example.com",
+    /// scheme://host[:port], case-insensitive); any other Origin gets 403. A
+    /// request without Origin (not a browser) is admitted: a non-browser
+    /// client could send any Origin, so the list only stops other sites'
+    /// pages from riding on a user's cookies (cross-site WebSocket
+    /// hijacking). Empty (the default): every Origin, since the guard cannot
+    /// know a deployment's own; set it when sessions use cookies.
+    std::vector<std::string> allowed_origins{};
+    /// WebSocket connections per peer IP address, counted from admission
+    /// until the connection closes or fails; past it the handshake is
+    /// answered 503 (plain HTTP requests are not counted).
+    /// Refused at the handshake, not with 1013 like max_connections, because
+    /// a refused handshake never becomes an open WebSocket connection (no
+    /// registry entry, no frame reading, no close handshake to wait for), and
+    /// a close code such as 1013 needs an open connection. Zero (the default): no limit, because
+    /// behind a reverse proxy or a carrier NAT every client has the same address; set it when peers
+    /// connect directly. The address is the transport's (a proxy's X-Forwarded-For is not trusted).
+    std::size_t max_connections_per_ip = 0;
 };
 
 /// Effect: `o`, checked. Fails: std::invalid_argument naming the first
 /// option that is zero but must be at least 1 (max_connections,
-/// max_message_bytes, max_buffered_bytes). Exceptions: std::invalid_argument.
+/// max_message_bytes, max_uri_bytes, max_buffered_bytes). Exceptions: std::invalid_argument.
 inline GuardOptions validated(GuardOptions o) {
     if (o.max_connections == 0) {
         throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
     }
     if (o.max_message_bytes == 0) {
         throw std::invalid_argument("wsguard::ServerGuard: max_message_bytes must be at least 1");
+    }
+    if (o.max_uri_bytes == 0) {
+        throw std::invalid_argument("wsguard::ServerGuard: max_uri_bytes must be at least 1");
     }
     if (o.max_buffered_bytes == 0) {
         throw std::invalid_argument("wsguard::ServerGuard: max_buffered_bytes must be at least 1");
@@ -171,6 +208,11 @@ struct GuardStats {
     std::uint64_t send_failed = 0;         ///< sends websocketpp refused for another reason
     std::size_t shared_uris = 0;           ///< distinct parsed URIs the connections share
     bool shutting_down = false;
+    /// Handshakes refused at admission, by reason (admission.hpp).
+    RefusalStats refused{};
+    /// Addresses with an admitted connection (with max_connections_per_ip;
+    /// 0 without): returns to 0 once every connection ended.
+    std::size_t peer_addresses = 0;
     RegistryStats registry{};
     RoomStats room_index{};
 };

@@ -43,6 +43,7 @@
 #include <wsguard/null_mutex.hpp>
 #include <wsguard/room_index.hpp>
 #include <wsguard/scoped_listener.hpp>
+#include <wsguard/websocketpp/admission.hpp>
 #include <wsguard/websocketpp/connection_memory.hpp>
 #include <wsguard/websocketpp/guard_types.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
@@ -91,6 +92,11 @@ struct GuardConnectionState {};
 /// limit in GuardOptions, and exposes the events as Emitters. It never stores
 /// a connection_ptr: after a connection closes its handle expires.
 ///
+/// The validate handler is the guard's admission (admission.hpp): calling
+/// server.set_validate_handler() after constructing the guard replaces it and
+/// silently turns off every handshake check, the per-IP count included. Put
+/// your own check in set_admission_hook(), which the guard chains.
+///
 /// Thread safety: Distinct objects: Safe. Shared objects: Unsafe with
 /// NullMutex (use from the io thread only); Safe with std::mutex. See the
 /// header's comment for the thread model.
@@ -122,9 +128,9 @@ public:
     Event<std::string> on_room_emptied;
 
     /// Effect: installs the guard's handlers on `server` and applies
-    /// max_message_bytes and open_handshake_timeout to it. The server must
+    /// max_message_bytes, open_handshake_timeout and max_http_body_bytes to it. The server must
     /// outlive the guard.
-    /// Fails: std::invalid_argument on a zero max_connections or max_message_bytes.
+    /// Fails: std::invalid_argument on an invalid option (see validated()).
     /// Thread safety: call before the server runs.
     /// Exceptions: std::invalid_argument, std::bad_alloc.
     explicit ServerGuard(server_type& server, GuardOptions options = {}, Clock clock = Clock{})
@@ -133,14 +139,18 @@ public:
           registry_(RegistryOptions{options_.max_connections}, clock),
           rooms_(options_.rooms),
           uris_(options_.max_shared_uris),
+          admission_(AdmissionPolicy{options_.max_uri_bytes, options_.allowed_origins},
+                     options_.max_connections_per_ip),
           msg_manager_(std::make_shared<typename Config::con_msg_manager_type>()),
           framer_(false, true, msg_manager_, rng_) {
         server_.set_max_message_size(options_.max_message_bytes);
         server_.set_open_handshake_timeout(
             static_cast<long>(options_.open_handshake_timeout.count()));
-        server_.set_validate_handler([this](::websocketpp::connection_hdl) {
-            // Refuse new handshakes once shutdown began (websocketpp answers 503 on false).
-            return !shutting_down_;
+        server_.set_max_http_body_size(options_.max_http_body_bytes);
+        server_.set_validate_handler([this](::websocketpp::connection_hdl h) {
+            std::error_code ec;
+            const connection_ptr con = server_.get_con_from_hdl(h, ec);
+            return con && admission_.admit(*con, h, shutting_down_);
         });
         server_.set_open_handler([this](::websocketpp::connection_hdl h) { handle_open(h); });
         server_.set_close_handler(
@@ -165,6 +175,16 @@ public:
         server_.set_message_handler(nullptr);
         server_.set_pong_handler(nullptr);
     }
+
+    /// Effect: `hook` runs on every handshake the guard's own checks admit
+    /// (admission.hpp); a refusal it returns answers the handshake with its
+    /// status and reason, counted as user_hook. An empty hook removes it.
+    /// This, not server.set_validate_handler(), is where user checks go.
+    /// Never fails. Thread safety: as the class; a handshake already being
+    /// checked may still run the previous hook.
+    /// Exceptions: std::bad_alloc. What the hook throws leaves the io loop
+    /// (websocketpp does not catch it), after its per-IP count is undone.
+    void set_admission_hook(AdmissionHook hook) { admission_.set_hook(std::move(hook)); }
 
     /// Effect: frames `payload` once as a server data frame; the result can be
     /// sent to any number of connections without framing it again.
@@ -435,6 +455,8 @@ public:
         s.send_failed = send_failed_.load(std::memory_order_relaxed);
         s.shared_uris = uris_.size();
         s.shutting_down = shutting_down_;
+        s.refused = admission_.refused();
+        s.peer_addresses = admission_.peer_addresses();
         return s;
     }
 
@@ -472,6 +494,9 @@ private:
         std::error_code ec;
         connection_ptr con = server_.get_con_from_hdl(hdl, ec);
         const ConnectionId id = con ? ids_.take(*con) : 0;
+        if (con) {
+            admission_.end(*con, failed);  // its per-IP count; websocketpp's own refusals
+        }
         if (failed) {
             failed_.fetch_add(1, std::memory_order_relaxed);
         }
@@ -688,6 +713,7 @@ private:
 
     ConnectionIds<connection_type, Lock> ids_;
     SharedUris<Lock> uris_;
+    HandshakeAdmission<Lock> admission_;
     LocalBridge local_bridge_;
     std::atomic<RoomBridge*> bridge_{&local_bridge_};
 
