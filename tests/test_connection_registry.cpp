@@ -289,6 +289,32 @@ TEST_CASE("sweep_idle takes what had no touch for idle_timeout: touch postpones 
     CHECK(balanced(s));
 }
 
+TEST_CASE("touch_handle returns the handle and restarts the idle clock in one call",
+          "[connection_registry]") {
+    ManualClock clock;
+    Registry r({}, clock);
+    const auto a = r.try_add(10);
+    const auto b = r.try_add(20);
+    clock.advance(20s);
+    const auto h = r.touch_handle(a.id);  // a message goes to a: its idle clock restarts
+    REQUIRE(h.has_value());
+    CHECK(*h == 10);
+    CHECK(visited_ids(r) == std::vector<ConnectionId>{b.id, a.id});
+    clock.advance(10s);  // a: 10s idle, b: 30s
+    CHECK(ids_of(r.sweep_idle(30s)) == std::vector<ConnectionId>{b.id});
+    CHECK(r.contains(a.id));
+    // Unknown (or swept) ids: nothing returned, nothing changed.
+    const auto before = r.stats();
+    CHECK_FALSE(r.touch_handle(b.id).has_value());
+    CHECK_FALSE(r.touch_handle(12345).has_value());
+    const auto after = r.stats();
+    CHECK(after.size == before.size);
+    CHECK(after.removed == before.removed);
+    CHECK(balanced(after));
+    clock.advance(20s);
+    CHECK(ids_of(r.sweep_idle(30s)) == std::vector<ConnectionId>{a.id});
+}
+
 TEST_CASE("sweep_dead takes an outstanding ping older than pong_timeout: a pong in time saves",
           "[connection_registry]") {
     ManualClock clock;

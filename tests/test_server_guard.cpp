@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -241,6 +243,53 @@ TEST_CASE("idle connections close with 1000 but messages keep them open", "[serv
     CHECK(f.guard.stats().connections == 1);
 }
 
+TEST_CASE("messages the server sends count as activity unless sends_count_as_activity is off",
+          "[server_guard]") {
+    for (const bool sends_count : {true, false}) {
+        INFO("sends_count_as_activity " << sends_count);
+        wsguard::wspp::GuardOptions options;
+        options.idle_timeout = 1000ms;
+        options.ping_interval = 0ms;
+        options.sends_count_as_activity = sends_count;
+        Fixture f(options);
+        // A room member that only reads, one that gets send(), one that gets
+        // send_prepared(), and a talker whose own messages keep it active.
+        Pair reader(f.server, f.client), direct(f.server, f.client), prepared(f.server, f.client),
+            talker(f.server, f.client);
+        const ConnectionId ids[] = {f.open_ids[0], f.open_ids[1], f.open_ids[2]};
+        const ConnectionId talker_id = f.open_ids[3];
+        REQUIRE(f.guard.join(ids[0], "r").value());
+        REQUIRE(f.guard.join(talker_id, "r").value());
+        for (int i = 0; i < 5; ++i) {  // 2 s: twice the idle timeout
+            f.clock.advance(400ms);
+            talker.send("hello");
+            f.guard.broadcast("r", "room traffic", talker_id);
+            f.guard.send(ids[1], "direct");
+            f.guard.send_prepared(ids[2], f.guard.prepare("prepared"));
+            f.guard.tick();
+            for (Pair* p : {&reader, &direct, &prepared, &talker}) {
+                p->pump();
+            }
+        }
+        const auto s = f.guard.stats();
+        if (sends_count) {
+            CHECK(f.close_ids.empty());
+            CHECK(reader.received().size() == 5);
+            CHECK(s.closed_idle == 0);
+            CHECK(s.connections == 4);
+        } else {
+            // Closed by the tick at 1.2 s, right after a third message went to each.
+            CHECK(f.close_ids == std::vector<ConnectionId>(std::begin(ids), std::end(ids)));
+            CHECK(reader.received().size() == 3);
+            CHECK(reader.client_connection()->get_remote_close_code() ==
+                  websocketpp::close::status::normal);
+            CHECK(reader.client_connection()->get_remote_close_reason() == "Idle timeout");
+            CHECK(s.closed_idle == 3);
+            CHECK(s.connections == 1);
+        }
+    }
+}
+
 TEST_CASE("pongs keep a connection alive but do not count as activity", "[server_guard]") {
     wsguard::wspp::GuardOptions options;
     options.idle_timeout = 1000ms;
@@ -300,6 +349,96 @@ TEST_CASE("rooms are left when a connection closes or vanishes", "[server_guard]
     CHECK(s.rooms == 0);
     CHECK(s.connections == 0);
     CHECK_FALSE(f.guard.join(ida, "lobby").has_value());
+}
+
+namespace {
+
+// A std::mutex that runs the test's hook before each lock(), given the lock's
+// address: a test can run a close at exactly that point of a join, on the one
+// thread, so the interleaving of two io threads is forced deterministically.
+struct HookedMutex {
+    static inline std::function<void(const void*)> before_lock;
+    void lock() {
+        if (before_lock) {
+            before_lock(this);
+        }
+        m.lock();
+    }
+    bool try_lock() { return m.try_lock(); }
+    void unlock() { m.unlock(); }
+    std::mutex m;
+};
+using HookedGuard = wsguard::wspp::ServerGuard<Config, HookedMutex, ManualClock>;
+
+// The one lock `f` takes.
+template <class F>
+const void* lock_taken_by(F f) {
+    std::vector<const void*> taken;
+    HookedMutex::before_lock = [&](const void* lock) { taken.push_back(lock); };
+    f();
+    HookedMutex::before_lock = nullptr;
+    REQUIRE(taken.size() == 1);
+    return taken[0];
+}
+
+}  // namespace
+
+TEST_CASE("a join racing its connection's close leaves no membership behind", "[server_guard]") {
+    websocketpp::server<Config> server;
+    MemoryClient client;
+    client.clear_access_channels(websocketpp::log::alevel::all);
+    client.clear_error_channels(websocketpp::log::elevel::all);
+    ManualClock clock;
+    HookedGuard guard(server, {}, clock);
+    std::vector<ConnectionId> ids;
+    std::vector<std::string> created, emptied;
+    auto opened = guard.on_open.subscribe([&](ConnectionId id) { ids.push_back(id); });
+    auto on_created =
+        guard.on_room_created.subscribe([&](const std::string& r) { created.push_back(r); });
+    auto on_emptied =
+        guard.on_room_emptied.subscribe([&](const std::string& r) { emptied.push_back(r); });
+    const void* registry_lock = lock_taken_by([&] { (void)guard.registry().size(); });
+    const void* rooms_lock = lock_taken_by([&] { (void)guard.rooms().stats(); });
+    Pair pair(server, client);
+    REQUIRE(ids.size() == 1);
+    bool closed = false;
+
+    SECTION("the close runs between the join's check and its insertion") {
+        // Another io thread's close: registry_.remove, then the rooms are left.
+        HookedMutex::before_lock = [&](const void* lock) {
+            if (lock == rooms_lock && !closed) {
+                closed = true;
+                pair.abort();
+            }
+        };
+        const auto joined = guard.join(ids[0], "r");
+        HookedMutex::before_lock = nullptr;
+        REQUIRE(closed);
+        CHECK_FALSE(joined.has_value());
+    }
+    SECTION("the close runs after the insertion, before the join returns") {
+        bool inserted = false;
+        HookedMutex::before_lock = [&](const void* lock) {
+            inserted = inserted || lock == rooms_lock;
+            if (inserted && lock == registry_lock && !closed) {
+                closed = true;
+                pair.abort();
+            }
+        };
+        guard.join(ids[0], "r");
+        HookedMutex::before_lock = nullptr;
+        if (!closed) {
+            pair.abort();  // a join that takes no lock after inserting: the close follows it
+        }
+    }
+    const auto s = guard.stats();
+    CHECK(s.connections == 0);
+    CHECK(s.memberships == 0);
+    CHECK(s.rooms == 0);
+    CHECK_FALSE(guard.is_member(ids[0], "r"));
+    // A bridge following the rooms sees each creation matched by an emptying.
+    CHECK(created.size() == emptied.size());
+    CHECK_FALSE(guard.join(ids[0], "r").has_value());
 }
 
 TEST_CASE("broadcast frames once and reaches every member but the sender", "[server_guard]") {
@@ -457,6 +596,8 @@ TEST_CASE("10,000 cycles leave every count at zero and every handle expired", "[
     CHECK(s.rooms == 0);
     CHECK(s.memberships == 0);
     CHECK(s.queued_bytes == 0);
+    CHECK(f.guard.queued_bytes_scan() == 0);
+    CHECK(f.guard.stats().queued_bytes == 0);
     CHECK(s.opened == 10000);
     CHECK(s.closed == 10000);
     CHECK(s.messages_in == 10000);

@@ -61,10 +61,19 @@ COMPARISONS = [
      "BM_RegistryAddRemove/naive_map", None),
     ("registry sweep_idle, 10 of 10000", "BM_RegistrySweepIdle/wsguard",
      "BM_RegistrySweepIdle/naive_scan", None),
+    # Flat: GET /stats calls stats() per request (the baseline here is the
+    # same call at a tenth of the connections).
+    ("guard stats(), 10000 vs 1000 connections", "BM_GuardStats/10000", "BM_GuardStats/1000",
+     1.5),
+    ("guard stats() vs stats()+scan, 1000", "BM_GuardStats/1000", "BM_GuardStatsWithScan/1000",
+     None),
+    ("guard stats() vs stats()+scan, 10000", "BM_GuardStats/10000",
+     "BM_GuardStatsWithScan/10000", None),
 ]
 
 # Benchmarks with no baseline, reported as they are.
-STANDALONE = ["BM_Detector/add_sample_verdict/60", "BM_Detector/add_sample/60"]
+STANDALONE = ["BM_Detector/add_sample_verdict/60", "BM_Detector/add_sample/60",
+              "BM_HeapInUse/free_chunks/1000", "BM_HeapInUse/free_chunks/10000"]
 
 # Allocation targets: (benchmark, maximum allocs_per_op).
 ALLOC_TARGETS = {

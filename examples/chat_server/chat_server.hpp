@@ -320,6 +320,9 @@ private:
     }
 
     void sample() {
+        // The one O(connections) count, taken once per sample interval:
+        // /stats then reports it from guard_.stats() at O(1).
+        guard_.queued_bytes_scan();
         telemetry_.sample(guard_.stats(), [this] { return stats_json(snapshot()); });
     }
 

@@ -145,10 +145,12 @@ public:
         }
     }
 
-    /// Effect: the snapshot's telemetry part: memory now, the health report,
-    /// every series' verdict and the uptime.
+    /// Effect: the snapshot's telemetry part: the memory reading of the last
+    /// sample, the health report, every series' verdict and the uptime.
     void fill(ServerSnapshot& s) const {
-        s.memory = wsguard::read_memory();
+        // Not read_memory() per request: mallinfo2() walks every free chunk of
+        // every arena under the arena locks, a cost that grows with the heap.
+        s.memory = monitor_.latest().memory;
         // The report and the verdicts of one sample, under one lock.
         wsguard::HealthView view = monitor_.view();
         s.health = std::move(view.report);

@@ -392,6 +392,22 @@ public:
         return it->second.handle;
     }
 
+    /// Effect: handle() and touch() in one lookup: a copy of the connection's handle,
+    /// and its idle clock restarts (for a message about to be sent to it). O(1).
+    /// Fails: std::nullopt (nothing changed) if id is not registered.
+    /// Thread safety: as the class. Exceptions: strong (the clock, copying Handle).
+    std::optional<Handle> touch_handle(ConnectionId id) {
+        std::lock_guard<Lock> guard(lock_);
+        Node* node = find(id);
+        if (node == nullptr) {
+            return std::nullopt;
+        }
+        std::optional<Handle> out(node->handle);  // copied first: a throw changes nothing
+        node->last_activity = clock_.now();
+        activity_.move_to_back(node);
+        return out;
+    }
+
     /// Effect: calls f(ConnectionId, const Handle&, State&) for every connection, least
     /// recently active first, under the lock.
     /// Never fails. Thread safety: as the class; f must not call into the registry.

@@ -138,6 +138,53 @@ TEST_CASE("a silent connection is closed with 1000 Idle timeout, but an active o
     CHECK(server.stop());
 }
 
+TEST_CASE("a member that only reads a busy room is not idle, unless sends do not count",
+          "[limits]") {
+    for (const bool sends_count : {true, false}) {
+        INFO("sends_count_as_activity " << sends_count);
+        auto options = wsguard::test::test_server_options();
+        options.guard.idle_timeout = scaled(Millis{300});
+        options.guard.ping_interval = scaled(Millis{60000});
+        options.guard.sends_count_as_activity = sends_count;
+        ServerRunner<> server(options);
+        ClientEndpoint clients;
+        auto reader = clients.connect_open(server.port());
+        auto talker = clients.connect_open(server.port());
+        REQUIRE((reader && talker));
+        for (auto* c : {reader.get(), talker.get()}) {
+            c->send(json{{"type", "join"}, {"room", "busy"}});
+            REQUIRE(c->round_trip());
+        }
+        const std::size_t before = reader->received();
+
+        // Room traffic every 50 ms for 1.2 s (four idle timeouts); the reader
+        // sends nothing.
+        std::size_t sent = 0;
+        for (int i = 0; i < 24; ++i) {
+            talker->send(json{{"type", "room-message"}, {"room", "busy"}, {"content", "m"}});
+            ++sent;
+            if (reader->wait_closed(scaled(Millis{50}))) {
+                break;
+            }
+        }
+        json s;
+        if (sends_count) {
+            CHECK(reader->wait_received(before + sent, wsguard::test::prompt_wait));
+            CHECK(reader->is_open());
+            CHECK(stat_of(wsguard::test::get_stats(server.port()), "closes", "idle") == 0);
+        } else {
+            REQUIRE(reader->wait_closed(scaled(Millis{2000})));
+            CHECK(reader->remote_close_code() == normal);
+            CHECK(reader->remote_close_reason() == "Idle timeout");
+            CHECK(reader->received() > before);  // closed while room traffic reached it
+            CHECK(stats_eventually(
+                server.port(), [](const json& j) { return stat_of(j, "closes", "idle") == 1; }, s));
+        }
+        CHECK(talker->round_trip());
+        CHECK(server.stop());
+    }
+}
+
 TEST_CASE("answering pings does not keep an otherwise silent connection from idling", "[limits]") {
     auto options = wsguard::test::test_server_options();
     options.guard.idle_timeout = scaled(Millis{500});

@@ -131,9 +131,11 @@ TEST_CASE("drop policy: a stalled reader's queue stays bounded and others get ev
 
     // The stalled reader is still connected (drop never closes), its queue full
     // to the bound and no further.
-    json s = wsguard::test::get_stats(server.port());
+    // queued_bytes is the sample's (a scan per sample interval): wait for one.
+    json s;
+    CHECK(stats_eventually(
+        server.port(), [](const json& j) { return stat_of(j, "queued_bytes") > 0; }, s));
     CHECK(stat_of(s, "connections") == 3);
-    CHECK(stat_of(s, "queued_bytes") > 0);
     CHECK(stat_of(s, "queued_bytes") <= static_cast<long long>(bound + frame_bytes));
 
     // Once it goes away, nothing of it stays queued.

@@ -204,6 +204,68 @@ TEST_CASE("GET /stats counts connections, rooms and memberships, and returns to 
     CHECK(server.stop());
 }
 
+TEST_CASE("GET /stats keeps its structure and live counts without walking the connections",
+          "[stats]") {
+    // No sample after the one at start: what /stats shows between samples.
+    auto options = wsguard::test::test_server_options();
+    options.sample_interval = wsguard::test::Millis{3600 * 1000};
+    ServerRunner<> server(options);
+    const json at_rest = get_stats(server.port());
+    REQUIRE(at_rest.is_object());
+    std::set<std::string> keys;
+    for (const auto& item : at_rest.items()) {
+        keys.insert(item.key());
+    }
+    CHECK(keys == std::set<std::string>{"connections", "rooms", "memberships", "listeners",
+                                        "queued_bytes", "dropped_messages", "rejected_connections",
+                                        "uptime_seconds", "closes", "traffic", "router", "memory",
+                                        "shutting_down", "bridge", "growth", "health"});
+    CHECK(at_rest.at("memory").at("resident_bytes").is_number_unsigned());
+
+    // Counts come from the guard's tables at once, not from the last sample.
+    ClientEndpoint clients;
+    auto [a, b] = two_members(clients, server.port(), "live");
+    auto c = clients.connect_open(server.port());
+    REQUIRE(c);
+    REQUIRE(c->round_trip());
+    json s = get_stats(server.port());
+    CHECK(stat_of(s, "connections") == 3);
+    CHECK(stat_of(s, "rooms") == 1);
+    CHECK(stat_of(s, "memberships") == 2);
+    CHECK(stat_of(s, "listeners") == server_listeners);
+    CHECK(stat_of(s, "queued_bytes") == 0);  // the start's scan: nothing queued
+    CHECK(stat_of(s, "traffic", "opened") == 3);
+    // The memory readings are the sample's, not taken per request (mallinfo2
+    // walks the heap's free chunks): two requests apart show the same.
+    for (const char* key : {"resident_bytes", "heap_in_use_bytes", "limit_bytes"}) {
+        INFO(key);
+        CHECK(s.at("memory").at(key) == at_rest.at("memory").at(key));
+    }
+
+    a->close();
+    c->abort();
+    REQUIRE(a->wait_closed());
+    REQUIRE(c->wait_closed());
+    CHECK(stats_eventually(
+        server.port(),
+        [](const json& j) {
+            return stat_of(j, "connections") == 1 && stat_of(j, "memberships") == 1 &&
+                   stat_of(j, "rooms") == 1;
+        },
+        s));
+    CHECK(stat_of(s, "traffic", "closed") == 2);
+    b->close();
+    REQUIRE(b->wait_closed());
+    CHECK(stats_eventually(
+        server.port(),
+        [](const json& j) {
+            return stat_of(j, "connections") == 0 && stat_of(j, "memberships") == 0 &&
+                   stat_of(j, "rooms") == 0 && stat_of(j, "queued_bytes") == 0;
+        },
+        s));
+    CHECK(server.stop());
+}
+
 TEST_CASE("no Server header and connections to one path share one parsed URI", "[stats]") {
     ServerRunner<> server;
     const auto page = wsguard::test::http_get(server.port(), "/stats");

@@ -38,10 +38,18 @@ struct GuardOptions {
     /// 1 MiB: websocketpp's 32 MB default lets one peer make the server buffer
     /// 32 MB before anything checks it.
     std::size_t max_message_bytes = 1 << 20;
-    /// A connection that sends no message for this long is closed with 1000
-    /// "Idle timeout". Pongs do not count. 5 min, Beast's suggestion for servers.
-    /// Zero disables.
+    /// A connection with no application message for this long is closed with
+    /// 1000 "Idle timeout": none received, nor (see sends_count_as_activity)
+    /// sent. Pongs do not count. 5 min, Beast's suggestion for servers. Zero
+    /// disables.
     std::chrono::milliseconds idle_timeout{300000};
+    /// A message the server sends to a connection (send, send_prepared, a
+    /// broadcast delivery; counted when attempted, dropped or not) restarts its
+    /// idle clock: a member that only reads a busy room is not idle
+    /// (uWebSockets counts "sending or getting a message" too). Pings and pongs
+    /// never count, or a browser tab left open would never be idle; a stalled
+    /// reader is found by its missing pongs. False: only received messages count.
+    bool sends_count_as_activity = true;
     /// How often each connection is pinged. 30 s keeps NAT mappings alive and
     /// finds dead peers within a minute. Zero disables pings and dead-peer checks.
     std::chrono::milliseconds ping_interval{30000};
@@ -185,8 +193,11 @@ struct GuardStats {
     std::size_t connections = 0;  ///< open and registered
     std::size_t rooms = 0;
     std::size_t memberships = 0;
-    std::size_t listeners = 0;     ///< ScopedListeners attached to the guard's events
-    std::size_t queued_bytes = 0;  ///< sum of get_buffered_amount() over connections
+    std::size_t listeners = 0;  ///< ScopedListeners attached to the guard's events
+    /// Sum of get_buffered_amount() over connections at the last
+    /// ServerGuard::queued_bytes_scan() (0 before the first): a scan is O(n),
+    /// so stats() reports the last one instead of walking every connection.
+    std::size_t queued_bytes = 0;
     std::uint64_t dropped_messages = 0;
     std::uint64_t rejected_connections = 0;  ///< refused at max_connections (1013)
     std::uint64_t closed_slow_consumer = 0;  ///< 1008

@@ -207,7 +207,7 @@ public:
     /// Thread safety: as the class. Exceptions: std::bad_alloc.
     SendStatus send(ConnectionId id, std::string_view payload,
                     ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
-        auto handle = registry_.handle(id);
+        auto handle = handle_for_send(id);
         if (!handle) {
             return count(SendStatus::not_connected);
         }
@@ -224,7 +224,7 @@ public:
 
     /// Effect: as send(), with a message from prepare() (no framing per call).
     SendStatus send_prepared(ConnectionId id, const message_ptr& prepared) {
-        auto handle = registry_.handle(id);
+        auto handle = handle_for_send(id);
         if (!handle) {
             return count(SendStatus::not_connected);
         }
@@ -269,7 +269,7 @@ public:
         if (!recipients.empty()) {
             const message_ptr prepared = prepare(payload, op);
             for (ConnectionId m : recipients) {
-                auto handle = registry_.handle(m);
+                auto handle = handle_for_send(m);
                 const SendStatus s =
                     handle ? send_to(*handle, prepared) : count(SendStatus::not_connected);
                 switch (s) {
@@ -327,7 +327,8 @@ public:
     std::size_t member_count(const std::string& room) const { return rooms_.member_count(room); }
 
     /// Effect: adds connection `id` to `room` (RoomIndex::join's limits apply).
-    /// Fails: a refused JoinResult; std::nullopt when `id` is not connected.
+    /// Fails: a refused JoinResult; std::nullopt when `id` is not connected,
+    /// also when its close ran during the join (the membership is undone).
     /// Thread safety: as the class. Exceptions: std::bad_alloc.
     std::optional<JoinResult> join(ConnectionId id, const std::string& room) {
         if (!registry_.contains(id)) {
@@ -336,6 +337,13 @@ public:
         JoinResult result = rooms_.join(id, room);
         if (result && result.room_created) {
             on_room_created.emit(room);
+        }
+        // A close on another io thread between the check above and the join
+        // may have left its rooms already: undo, or the membership outlives the
+        // connection. A close after this check leaves the room itself.
+        if (result.status == JoinStatus::joined && !registry_.contains(id)) {
+            leave(id, room);
+            return std::nullopt;
         }
         return result;
     }
@@ -422,7 +430,8 @@ public:
         return ids_.find(hdl);
     }
 
-    /// Effect: a snapshot of every count; queued_bytes walks the connections (O(n)).
+    /// Effect: a snapshot of every count, O(1) in the number of connections:
+    /// queued_bytes is the last queued_bytes_scan()'s (0 before the first).
     GuardStats stats() const {
         GuardStats s;
         s.registry = registry_.stats();
@@ -433,7 +442,7 @@ public:
         s.listeners = on_open.listener_count() + on_message.listener_count() +
                       on_close.listener_count() + on_room_created.listener_count() +
                       on_room_emptied.listener_count();
-        s.queued_bytes = queued_bytes();
+        s.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);
         s.dropped_messages = dropped_.load(std::memory_order_relaxed);
         s.rejected_connections = rejected_.load(std::memory_order_relaxed);
         s.closed_slow_consumer = closed_slow_.load(std::memory_order_relaxed);
@@ -458,6 +467,25 @@ public:
         s.refused = admission_.refused();
         s.peer_addresses = admission_.peer_addresses();
         return s;
+    }
+
+    /// Effect: the bytes queued in every connection's send queue now (the sum
+    /// of get_buffered_amount()), also kept for stats(). O(connections):
+    /// websocketpp reports no per-message write completion to count
+    /// incrementally, so call it at a sample interval, not per request.
+    /// Never fails. Thread safety: as the class. Exceptions: nothrow.
+    std::size_t queued_bytes_scan() {
+        std::size_t total = 0;
+        registry_.for_each([&](ConnectionId, const ::websocketpp::connection_hdl& h,
+                               const detail::GuardConnectionState&) {
+            std::error_code ec;
+            connection_ptr con = server_.get_con_from_hdl(h, ec);
+            if (!ec && con) {
+                total += con->get_buffered_amount();
+            }
+        });
+        queued_bytes_.store(total, std::memory_order_relaxed);
+        return total;
     }
 
     const GuardOptions& options() const noexcept { return options_; }
@@ -649,6 +677,12 @@ private:
         return !ec;
     }
 
+    // The registry lookup of a send; with sends_count_as_activity it restarts
+    // the idle clock in the same lookup (a broadcast does one per recipient).
+    std::optional<::websocketpp::connection_hdl> handle_for_send(ConnectionId id) {
+        return options_.sends_count_as_activity ? registry_.touch_handle(id) : registry_.handle(id);
+    }
+
     void terminate_handle(const ::websocketpp::connection_hdl& hdl) {
         std::error_code ec;
         connection_ptr con = server_.get_con_from_hdl(hdl, ec);
@@ -656,19 +690,6 @@ private:
             // The peer stopped answering: no close handshake, it would only time out.
             con->terminate(std::make_error_code(std::errc::timed_out));
         }
-    }
-
-    std::size_t queued_bytes() const {
-        std::size_t total = 0;
-        registry_.for_each([&](ConnectionId, const ::websocketpp::connection_hdl& h,
-                               const detail::GuardConnectionState&) {
-            std::error_code ec;
-            connection_ptr con = server_.get_con_from_hdl(h, ec);
-            if (!ec && con) {
-                total += con->get_buffered_amount();
-            }
-        });
-        return total;
     }
 
     // Trim once a wave of closes has ended (no close since the previous
@@ -729,6 +750,7 @@ private:
         failed_{0}, messages_in_{0}, messages_out_{0}, bytes_in_{0}, bytes_out_{0}, pings_sent_{0},
         pongs_{0}, trims_{0}, not_connected_{0}, send_failed_{0};
     std::atomic<std::size_t> closes_since_trim_{0};
+    std::atomic<std::size_t> queued_bytes_{0};         // the last queued_bytes_scan()
     std::atomic<std::size_t> closes_at_last_tick_{0};  // tick() may run on any io thread
 };
 
