@@ -68,6 +68,7 @@ TEST_CASE("a peer's abrupt disconnect is a debug line, a server fault is an erro
     CHECK(wsguard::wspp::is_peer_event(abrupt_read));
     CHECK(wsguard::wspp::is_peer_event("Handshake ended with HTTP error: 400"));
     CHECK(wsguard::wspp::is_peer_event("handle_accept error: Operation aborted."));
+    CHECK(wsguard::wspp::is_peer_event("handle_accept error: Operation canceled"));
     CHECK_FALSE(wsguard::wspp::is_peer_event(accept_failed));
     CHECK_FALSE(wsguard::wspp::is_peer_event("Internal library error: missing processor"));
 
@@ -224,4 +225,11 @@ TEST_CASE("a lean endpoint whose peers vanish mid-write logs nothing at the defa
     CHECK(closed == peers);
     INFO(server_log.str());
     CHECK(server_log.str().empty());
+    // The same endpoint's logger does write what is not a peer's doing.
+    server.get_elog().write(wlog::elevel::rerror, accept_failed);
+    CHECK(server_log.str().find(accept_failed) != std::string::npos);
+    // And builds no line for a channel that is off (websocketpp asks first).
+    CHECK_FALSE(server.get_alog().static_test(wlog::alevel::devel));
+    CHECK_FALSE(server.get_elog().static_test(wlog::elevel::devel));
+    CHECK(server.get_elog().static_test(wlog::elevel::rerror));
 }

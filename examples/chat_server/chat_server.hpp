@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <iostream>
 #include <optional>
 #include <ostream>
 #include <stdexcept>
@@ -122,10 +123,10 @@ public:
           guard_(server_, options_.guard),
           router_(guard_),
           telemetry_(options_.telemetry()) {
-        if (options_.log_stream != nullptr) {
-            server_.get_elog().set_ostream(options_.log_stream);
-            server_.get_alog().set_ostream(options_.log_stream);
-        }
+        // Every log line on one stream (websocketpp's access lines default to stdout).
+        std::ostream* log = options_.log_stream != nullptr ? options_.log_stream : &std::cerr;
+        server_.get_elog().set_ostream(log);
+        server_.get_alog().set_ostream(log);
         wsguard::wspp::set_log_level(server_, options_.log_level);
         server_.init_asio();
         strand_.emplace(asio::make_strand(server_.get_io_service()));

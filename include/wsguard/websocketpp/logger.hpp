@@ -17,6 +17,7 @@
 #include <websocketpp/logger/levels.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -90,8 +91,10 @@ void set_log_level(Endpoint& endpoint, LogLevel level) {
 /// normal course of things: the accept it had pending when the server
 /// stopped listening (a shutdown) is not an error.
 inline bool is_routine(std::string_view msg) noexcept {
-    constexpr std::string_view stopped = "handle_accept error: Operation aborted";
-    return msg.substr(0, stopped.size()) == stopped;
+    // Its wording depends on which error the transport reports.
+    constexpr std::string_view aborted = "handle_accept error: Operation aborted";
+    constexpr std::string_view canceled = "handle_accept error: Operation canceled";
+    return msg.substr(0, aborted.size()) == aborted || msg.substr(0, canceled.size()) == canceled;
 }
 
 /// Effect: whether websocketpp wrote error-log line `msg` because of what one
@@ -201,7 +204,8 @@ private:
 /// with every error-log line a peer causes (is_peer_event()) written on the
 /// debug channel, and repeated lines held back by a LineRateLimiter.
 /// Channels are not masked at compile time: set_log_level() can turn on
-/// debug at run time in any build.
+/// debug at run time in any build, and a line on a channel that is off is
+/// never built (static_test() answers for the channels on now).
 ///
 /// Thread safety: as websocketpp::log::basic with the same concurrency policy.
 template <class Concurrency, class Names>
@@ -215,7 +219,8 @@ public:
     explicit GuardLogger(std::ostream* out) : out_(out) {}
     GuardLogger(level, hint::value h) : GuardLogger(h) {}
     GuardLogger(level, std::ostream* out) : out_(out) {}
-    GuardLogger(const GuardLogger& other) : dynamic_(other.dynamic_), out_(other.out_) {}
+    GuardLogger(const GuardLogger& other)
+        : dynamic_(other.dynamic_.load(std::memory_order_relaxed)), out_(other.out_) {}
     GuardLogger& operator=(const GuardLogger&) = delete;
 
     void set_ostream(std::ostream* out = &std::cout) {
@@ -223,13 +228,13 @@ public:
         out_ = out;
     }
     void set_channels(level channels) {
-        scoped_lock lock(mutex_);
-        dynamic_ = channels == Names::none ? 0 : dynamic_ | channels;
+        if (channels == Names::none) {
+            dynamic_.store(0, std::memory_order_relaxed);
+        } else {
+            dynamic_.fetch_or(channels, std::memory_order_relaxed);
+        }
     }
-    void clear_channels(level channels) {
-        scoped_lock lock(mutex_);
-        dynamic_ &= ~channels;
-    }
+    void clear_channels(level channels) { dynamic_.fetch_and(~channels, std::memory_order_relaxed); }
 
     void write(level channel, const std::string& msg) { write(channel, std::string_view(msg)); }
     void write(level channel, const char* msg) { write(channel, std::string_view(msg)); }
@@ -238,8 +243,11 @@ public:
         if (is_error_log && is_peer_event(msg)) {
             channel = ::websocketpp::log::elevel::devel;
         }
+        if (!dynamic_test(channel)) {
+            return;  // before the lock: a line nobody reads costs no contention
+        }
         scoped_lock lock(mutex_);
-        if ((channel & dynamic_) == 0 || out_ == nullptr) {
+        if (out_ == nullptr) {
             return;
         }
         std::optional<std::uint64_t> held{0};
@@ -262,11 +270,13 @@ public:
         out_->flush();
     }
 
-    constexpr bool static_test(level) const { return true; }
-    bool dynamic_test(level channel) {
-        scoped_lock lock(mutex_);
-        return (channel & dynamic_) != 0;
+    /// websocketpp builds a line only when this is true (its debug lines
+    /// hex-dump every read): the channels on now, not every channel, so a
+    /// line nobody reads is never built.
+    bool static_test(level channel) const {
+        return (channel & dynamic_.load(std::memory_order_relaxed)) != 0;
     }
+    bool dynamic_test(level channel) const { return static_test(channel); }
 
 private:
     using scoped_lock = typename Concurrency::scoped_lock_type;
@@ -282,7 +292,7 @@ private:
     }
 
     typename Concurrency::mutex_type mutex_;
-    level dynamic_ = 0;
+    std::atomic<level> dynamic_{0};
     std::ostream* out_;
     LineRateLimiter<> limiter_;
 };
