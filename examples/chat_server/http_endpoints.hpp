@@ -308,13 +308,20 @@ inline bool is_loopback(const asio::ip::address& a) noexcept {
     return a.is_loopback();
 }
 
-/// Effect: whether header value `authorization` is "Bearer <token>". Takes
-/// as long whatever prefix of the token matches, so the time of a refusal
-/// does not tell an attacker how much they got right.
+/// Effect: whether header value `authorization` is "Bearer <token>" (the
+/// scheme case-insensitive, RFC 7235). Takes as long whatever prefix of the
+/// token matches, so the time of a refusal does not tell an attacker how much
+/// they got right.
 inline bool bearer_matches(std::string_view authorization, std::string_view token) noexcept {
-    constexpr std::string_view scheme = "Bearer ";
-    if (token.empty() || authorization.substr(0, scheme.size()) != scheme) {
+    constexpr std::string_view scheme = "bearer ";
+    if (token.empty() || authorization.size() < scheme.size()) {
         return false;
+    }
+    for (std::size_t i = 0; i < scheme.size(); ++i) {
+        const auto c = static_cast<unsigned char>(authorization[i]);
+        if (static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c) != scheme[i]) {
+            return false;
+        }
     }
     const std::string_view given = authorization.substr(scheme.size());
     unsigned char diff = given.size() == token.size() ? 0 : 1;
@@ -325,16 +332,18 @@ inline bool bearer_matches(std::string_view authorization, std::string_view toke
 }
 
 /// Effect: whether a request may read the admin endpoints (/, /stats,
-/// /metrics, /history): with no `token`, only from a loopback `peer`; with
-/// one, only with "Authorization: Bearer <token>", from any peer, loopback
-/// included (a reverse proxy on this machine would otherwise hand them to
-/// whoever it serves).
+/// /metrics, /history): with no `token`, only from a loopback `peer` that is
+/// not a proxy (`forwarded`: the request names a client behind it with
+/// Forwarded, X-Forwarded-For or X-Real-IP; a reverse proxy on this machine
+/// makes every request loopback); with one, only with "Authorization: Bearer
+/// <token>", from any peer, loopback included.
 inline bool admin_allowed(const std::optional<asio::ip::address>& peer,
-                          std::string_view authorization, std::string_view token) noexcept {
+                          std::string_view authorization, std::string_view token,
+                          bool forwarded = false) noexcept {
     if (!token.empty()) {
         return bearer_matches(authorization, token);
     }
-    return peer && is_loopback(*peer);
+    return !forwarded && peer && is_loopback(*peer);
 }
 
 /// Effect: the response to `method` `resource` (query ignored). Source gives
@@ -354,8 +363,8 @@ HttpResponse respond(std::string_view method, std::string_view resource, Source&
     if (known && !admin) {
         r.status = websocketpp::http::status_code::forbidden;
         content("text/plain",
-                "forbidden: the admin endpoints answer loopback peers, or with --admin-token "
-                "the header \"Authorization: Bearer <token>\"\n");
+                "forbidden: the admin endpoints answer loopback peers (not through a proxy), or "
+                "with --admin-token the header \"Authorization: Bearer <token>\"\n");
     } else if (method != "GET") {
         r.status = websocketpp::http::status_code::method_not_allowed;
         r.headers.emplace_back("Allow", "GET");
@@ -384,7 +393,11 @@ void serve_http(Connection& con, Source& source, std::string_view admin_token) {
     const auto remote = con.get_raw_socket().remote_endpoint(ec);
     const std::optional<asio::ip::address> peer =
         ec ? std::nullopt : std::optional<asio::ip::address>(remote.address());
-    const bool admin = admin_allowed(peer, con.get_request_header("Authorization"), admin_token);
+    const bool forwarded = !con.get_request_header("Forwarded").empty() ||
+                           !con.get_request_header("X-Forwarded-For").empty() ||
+                           !con.get_request_header("X-Real-IP").empty();
+    const bool admin =
+        admin_allowed(peer, con.get_request_header("Authorization"), admin_token, forwarded);
     HttpResponse r = respond(con.get_request().get_method(), con.get_resource(), source, admin);
     con.set_status(r.status);
     for (const auto& [name, value] : r.headers) {

@@ -127,13 +127,18 @@ TEST_CASE("admin access: loopback, IPv4-mapped loopback and nothing else without
     CHECK_FALSE(admin_allowed(addr("192.0.2.2"), "", ""));
     CHECK_FALSE(admin_allowed(addr("10.0.0.1"), "Bearer ", ""));
     CHECK_FALSE(admin_allowed(std::nullopt, "", ""));
+    // Through a proxy on this machine: the peer is loopback, the client is not.
+    CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "", "", true));
+    CHECK(admin_allowed(addr("127.0.0.1"), "Bearer s3cret", "s3cret", true));
 
     // With a token: the header, from anyone, loopback included.
     CHECK(admin_allowed(addr("192.0.2.2"), "Bearer s3cret", "s3cret"));
     CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "", "s3cret"));
     CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "Bearer s3cre", "s3cret"));
     CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "Bearer s3cretX", "s3cret"));
-    CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "bearer s3cret", "s3cret"));
+    CHECK(admin_allowed(addr("127.0.0.1"), "bearer s3cret", "s3cret"));  // RFC 7235
+    CHECK(admin_allowed(addr("127.0.0.1"), "BEARER s3cret", "s3cret"));
+    CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "Bearer S3CRET", "s3cret"));
     CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "Basic s3cret", "s3cret"));
     CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "Bearer  s3cret", "s3cret"));
     CHECK_FALSE(admin_allowed(addr("127.0.0.1"), "s3cret", "s3cret"));
@@ -146,6 +151,12 @@ TEST_CASE("without a token the admin endpoints answer a loopback peer", "[admin]
         CHECK(status_of(server.port(), path) == 200);
     }
     CHECK(status_of(server.port(), "/nope") == 404);
+    // What a reverse proxy on this machine forwards is not a loopback client's.
+    for (const char* header : {"X-Forwarded-For: 203.0.113.9\r\n", "X-Real-IP: 203.0.113.9\r\n",
+                               "Forwarded: for=203.0.113.9\r\n"}) {
+        INFO(header);
+        CHECK(status_of(server.port(), "/stats", header) == 403);
+    }
 }
 
 TEST_CASE("with --admin-token only the bearer of the token reads them, loopback included",
