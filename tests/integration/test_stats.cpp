@@ -219,7 +219,8 @@ TEST_CASE("GET /stats keeps its structure and live counts without walking the co
     CHECK(keys == std::set<std::string>{"connections", "rooms", "memberships", "listeners",
                                         "queued_bytes", "dropped_messages", "rejected_connections",
                                         "uptime_seconds", "closes", "traffic", "router", "memory",
-                                        "shutting_down", "bridge", "growth", "health"});
+                                        "shutting_down", "bridge", "growth", "health", "refused",
+                                        "peer_addresses"});
     CHECK(at_rest.at("memory").at("resident_bytes").is_number_unsigned());
 
     // Counts come from the guard's tables at once, not from the last sample.
