@@ -7,6 +7,7 @@
 #include "http_endpoints.hpp"
 #include "telemetry.hpp"
 
+#include <wsguard/websocketpp/acceptor.hpp>
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
@@ -151,7 +152,11 @@ public:
             throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
                                      std::to_string(options_.port) + ": " + ec.message());
         }
-        server_.start_accept();
+        // Not server_.start_accept(): out of descriptors, its loop spins a core.
+        acceptor_.emplace(server_, [this](typename Server::connection_type& con) {
+            return guard_.note_accepted(con);
+        });
+        acceptor_->start();
         port_ = server_.get_local_endpoint(ec).port();
         redis_ = make_redis_bridge();
         ticker_ =
@@ -192,6 +197,7 @@ public:
             }
             ticker_->stop();
             sampler_->stop();
+            acceptor_->stop();       // a backoff in progress must not hold the loop
             guard_.bridge().stop();  // the Redis connection would keep the io loop alive
             guard_.shutdown();
             // A peer that never answers our close must not hold the process.
@@ -223,6 +229,8 @@ public:
     }
 
     Guard& guard() noexcept { return guard_; }
+    /// The accept loop (its counts: backoffs when out of descriptors).
+    const wsguard::wspp::Acceptor<Server>& acceptor() const noexcept { return *acceptor_; }
     /// The bridge room messages go to: Redis with --redis, else the guard's
     /// in-process default.
     wsguard::wspp::RoomBridge& bridge() noexcept { return guard_.bridge(); }
@@ -270,6 +278,7 @@ private:
     Guard guard_;
     ChatRouter<Guard> router_;
     Telemetry<Lock> telemetry_;
+    std::optional<wsguard::wspp::Acceptor<Server>> acceptor_;  // once server_ has its io_context
     wsguard::ScopedListener on_message_;
     wsguard::ScopedListener on_close_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> ticker_;

@@ -62,6 +62,8 @@ inline std::string stats_json(const ServerSnapshot& s) {
     j.update(nlohmann::ordered_json{
         {"dropped_messages", g.dropped_messages},
         {"rejected_connections", g.rejected_connections},
+        {"pending_handshakes", g.pending_handshakes},
+        {"refused_pending", g.refused_pending},
         {"uptime_seconds", s.uptime_seconds},
         {"closes",
          {{"slow_consumer", g.closed_slow_consumer},
@@ -188,6 +190,10 @@ inline std::string metrics_text(const ServerSnapshot& s) {
               double(g.dropped_messages));
     w.counter("rejected_connections_total", "Connections refused at max connections (1013).",
               double(g.rejected_connections));
+    w.gauge("pending_handshakes", "Accepted sockets whose opening handshake is in progress.",
+            double(g.pending_handshakes));
+    w.counter("refused_pending_total", "Sockets closed unread at max pending handshakes.",
+              double(g.refused_pending));
     w.counter("closed_slow_consumer_total", "Connections closed as slow consumers (1008).",
               double(g.closed_slow_consumer));
     w.counter("closed_idle_total", "Connections closed for idleness (1000).",
