@@ -24,6 +24,9 @@
 // websocketpp runs the close handler once async_shutdown completes, so a
 // lingering connection is still counted by the guard (connections) until it
 // ends: a peer that never closes holds its slot for the socket-shutdown timeout.
+// websocketpp's own reads, which go on after a close, are cancelled while a
+// connection lingers (see end_other_reads()); a cancelled read reads as EOF
+// (see translate_ec()).
 #pragma once
 
 #include <websocketpp/common/asio.hpp>
@@ -66,6 +69,25 @@ struct basic_lingering_socket {
         /// Effect: whether this connection is lingering now (tests, stats).
         bool lingering() const noexcept { return discard_ != nullptr; }
 
+        /// Effect: as basic_socket's, but a read cancelled by the linger (see
+        /// end_other_reads()) reads as EOF, which websocketpp ignores once
+        /// the connection is closed; as operation_aborted it would record a
+        /// 1006 "Operation canceled" over the connection's real close code
+        /// before the close handler reads it. Only the linger and websocketpp's
+        /// shutdown timer cancel reads on a server socket, both after the
+        /// connection closed. Exceptions: nothrow.
+        static ::websocketpp::lib::error_code translate_ec(::websocketpp::lib::error_code ec) {
+            if (ec == ::websocketpp::lib::asio::error::operation_aborted) {
+                return ::websocketpp::transport::error::make_error_code(
+                    ::websocketpp::transport::error::eof);
+            }
+            return ec;
+        }
+        template <class ErrorCode>
+        static ::websocketpp::lib::error_code translate_ec(ErrorCode ec) {
+            return base::translate_ec(ec);
+        }
+
     protected:
         /// Effect: as the base, and keeps the strand the linger's reads run on.
         std::error_code init_asio(io_service_ptr service, strand_ptr strand, bool is_server) {
@@ -90,6 +112,7 @@ struct basic_lingering_socket {
             cancelled_ = false;
             discarded_ = 0;
             discard_.reset(new char[discard_buffer_bytes]);
+            end_other_reads();
             read_some(std::move(h));
         }
 
@@ -124,6 +147,7 @@ struct basic_lingering_socket {
                     // EOF is the clean end; a reset means the peer is gone: done either way.
                     finish(std::move(h), {});
                 } else {
+                    end_other_reads();
                     read_some(std::move(h));
                 }
             };
@@ -135,11 +159,25 @@ struct basic_lingering_socket {
             }
         }
 
+        // websocketpp may have a read of its own outstanding (it reads on
+        // after a close it handled in a read handler, and until the close
+        // handshake ends). Two reads cannot both see the peer's EOF: asio
+        // stops at the first read that gets it and epoll does not signal it
+        // again, so the other waits forever (holding the connection and the
+        // io loop, or the linger until its timeout). Cancel every other
+        // operation: only the linger's read is left.
+        void end_other_reads() { base::cancel_socket(); }
+
         void finish(::websocketpp::transport::asio::socket::shutdown_handler h,
                     const ::websocketpp::lib::asio::error_code& ec) {
             discard_.reset();
             cancelled_ = false;
-            h(ec);
+            h(ec);  // websocketpp's close or fail handler runs here
+            // A read websocketpp started since the last end_other_reads()
+            // would wait forever: closing ends it, and frees the descriptor
+            // now. `h` still holds the connection, so this object is alive.
+            ::websocketpp::lib::asio::error_code ignored;
+            get_socket().close(ignored);
         }
 
         strand_ptr strand_;
