@@ -7,6 +7,7 @@
 #include "http_endpoints.hpp"
 #include "telemetry.hpp"
 
+#include <wsguard/websocketpp/acceptor.hpp>
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
 #include <wsguard/websocketpp/logger.hpp>
@@ -26,8 +27,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <stdexcept>
@@ -158,7 +159,11 @@ public:
                 }
             });
         listen();
-        server_.start_accept();
+        // Not server_.start_accept(): out of descriptors, its loop spins a core.
+        acceptor_.emplace(server_, [this](typename Server::connection_type& con) {
+            return guard_.note_accepted(con);
+        });
+        acceptor_->start();
         websocketpp::lib::error_code ec;
         local_ = server_.get_local_endpoint(ec);
         port_ = local_.port();
@@ -215,6 +220,7 @@ public:
             }
             ticker_->stop();
             sampler_->stop();
+            acceptor_->stop();       // a backoff in progress must not hold the loop
             guard_.bridge().stop();  // the Redis connection would keep the io loop alive
             guard_.shutdown();
             // A peer that never answers our close must not hold the process.
@@ -246,6 +252,8 @@ public:
     }
 
     Guard& guard() noexcept { return guard_; }
+    /// The accept loop (its counts: backoffs when out of descriptors).
+    const wsguard::wspp::Acceptor<Server>& acceptor() const noexcept { return *acceptor_; }
     /// The bridge room messages go to: Redis with --redis, else the guard's
     /// in-process default.
     wsguard::wspp::RoomBridge& bridge() noexcept { return guard_.bridge(); }
@@ -332,6 +340,7 @@ private:
     Guard guard_;
     ChatRouter<Guard> router_;
     Telemetry<Lock> telemetry_;
+    std::optional<wsguard::wspp::Acceptor<Server>> acceptor_;  // once server_ has its io_context
     wsguard::ScopedListener on_message_;
     wsguard::ScopedListener on_close_;
     std::unique_ptr<wsguard::wspp::AsioTicker<Guard>> ticker_;

@@ -55,13 +55,17 @@ inline std::string history_json(
     return j.dump();
 }
 
-/// {"version":N,...,"total":N}: the handshakes refused, by reason.
-inline nlohmann::ordered_json refused_json(const wsguard::wspp::RefusalStats& r) {
+/// {"version":N,...,"pending_handshakes":N,"total":N}: the connections
+/// refused before they opened, by reason (the last: closed unread at accept,
+/// over max_pending_handshakes).
+inline nlohmann::ordered_json refused_json(const wsguard::wspp::GuardStats& g) {
     nlohmann::ordered_json j = nlohmann::ordered_json::object();
     for (std::size_t i = 0; i < wsguard::wspp::refusal_reason_count; ++i) {
-        j[wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i))] = r.by_reason[i];
+        j[wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i))] =
+            g.refused.by_reason[i];
     }
-    j["total"] = r.total();
+    j["pending_handshakes"] = g.refused_pending;
+    j["total"] = g.refused.total() + g.refused_pending;
     return j;
 }
 
@@ -75,8 +79,9 @@ inline std::string stats_json(const ServerSnapshot& s) {
     j.update(nlohmann::ordered_json{
         {"dropped_messages", g.dropped_messages},
         {"rejected_connections", g.rejected_connections},
+        {"pending_handshakes", g.pending_handshakes},
         {"uptime_seconds", s.uptime_seconds},
-        {"refused", refused_json(g.refused)},
+        {"refused", refused_json(g)},
         {"peer_addresses", g.peer_addresses},
         {"closes",
          {{"slow_consumer", g.closed_slow_consumer},
@@ -213,8 +218,11 @@ inline std::string metrics_text(const ServerSnapshot& s) {
                  wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i)),
                  g.refused.by_reason[i]);
     }
+    w.sample("refused_total", "reason", "pending_handshakes", g.refused_pending);
     w.gauge("peer_addresses", "Peer addresses with an admitted connection (per-IP limit on).",
             double(g.peer_addresses));
+    w.gauge("pending_handshakes", "Accepted sockets whose opening handshake is in progress.",
+            double(g.pending_handshakes));
     w.counter("closed_slow_consumer_total", "Connections closed as slow consumers (1008).",
               double(g.closed_slow_consumer));
     w.counter("closed_idle_total", "Connections closed for idleness (1000).",

@@ -8,10 +8,14 @@
 #include <asio/signal_set.hpp>
 
 #include <csignal>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 namespace {
 
@@ -45,6 +49,42 @@ int serve(const chat::ServerOptions& options) {
     server.run();
     std::printf("chat_server: stopped\n");
     return 0;
+}
+
+// --max-connections against the descriptor limit (RLIMIT_NOFILE), raised
+// toward the hard limit first. Past the limit, accept fails with EMFILE and
+// the server holds fewer connections than it claims, so: a value given on the
+// command line that cannot fit refuses to start (exit 2), as any other refused
+// value: the operator asked for that many and should learn at deploy time, not
+// at the peak; the default is lowered with a warning, so that the server runs
+// out of the box where the limit is small. Both messages name both numbers.
+// Returns the exit code when the server must not start.
+std::optional<int> fit_max_connections(std::size_t& max_connections, bool given) {
+    const auto budget = wsguard::wspp::fit_descriptor_limit(max_connections);
+    if (!budget.known || budget.connections >= max_connections) {
+        return std::nullopt;
+    }
+    const std::string hard =
+        budget.hard == SIZE_MAX ? std::string("unlimited") : std::to_string(budget.hard);
+    if (given || budget.connections == 0) {
+        std::fprintf(stderr,
+                     "chat_server: --max-connections %zu needs %zu file descriptors (%zu more "
+                     "for the listening socket, logs, Redis, ...), but the limit (RLIMIT_NOFILE) "
+                     "is %zu (hard limit %s): raise it (ulimit -n) or use --max-connections %zu "
+                     "or less\n",
+                     max_connections, max_connections + wsguard::wspp::default_descriptor_reserve,
+                     wsguard::wspp::default_descriptor_reserve, budget.soft, hard.c_str(),
+                     budget.connections);
+        return 2;
+    }
+    std::fprintf(stderr,
+                 "chat_server: warning: max connections lowered from %zu (the default) to %zu: "
+                 "the file descriptor limit (RLIMIT_NOFILE) is %zu (hard limit %s) and %zu are "
+                 "kept for the listening socket, logs, Redis, ...\n",
+                 max_connections, budget.connections, budget.soft, hard.c_str(),
+                 wsguard::wspp::default_descriptor_reserve);
+    max_connections = budget.connections;
+    return std::nullopt;
 }
 
 }  // namespace
@@ -140,6 +180,10 @@ int main(int argc, char** argv) {
                                       : wsguard::wspp::SlowConsumerPolicy::drop;
     options.sample_interval = std::chrono::milliseconds(sample_ms);
     options.log_level = *wsguard::wspp::parse_log_level(log_level);
+    if (const auto rc =
+            fit_max_connections(g.max_connections, app.count("--max-connections") > 0)) {
+        return *rc;
+    }
 
     try {
         if (options.threads == 1) {

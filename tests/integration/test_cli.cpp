@@ -41,7 +41,10 @@ namespace {
 /// kills it (SIGKILL, by pid) if it still runs, and reaps it.
 class Child {
 public:
-    explicit Child(const std::vector<std::string>& args) {
+    /// `launcher`, if any, runs first with chat_server's path and `args`
+    /// after its own arguments (e.g. a shell that lowers a limit, then execs).
+    explicit Child(const std::vector<std::string>& args,
+                   const std::vector<std::string>& launcher = {}) {
         int out[2], err[2];
         REQUIRE(::pipe(out) == 0);
         REQUIRE(::pipe(err) == 0);
@@ -53,7 +56,8 @@ public:
         ::posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
         ::posix_spawn_file_actions_addclose(&actions, out[1]);
         ::posix_spawn_file_actions_addclose(&actions, err[1]);
-        std::vector<std::string> argv_storage = {WSGUARD_CHAT_SERVER_PATH};
+        std::vector<std::string> argv_storage = launcher;
+        argv_storage.push_back(WSGUARD_CHAT_SERVER_PATH);
         argv_storage.insert(argv_storage.end(), args.begin(), args.end());
         std::vector<char*> argv;
         for (auto& a : argv_storage) {
@@ -407,4 +411,33 @@ TEST_CASE("chat_server takes the admin token from WSGUARD_ADMIN_TOKEN", "[cli]")
     CHECK(refused->status == 403);
     CHECK(allowed->status == 200);
     CHECK(child.out().find("from-the-environment") == std::string::npos);
+}
+
+TEST_CASE("chat_server fits --max-connections to the descriptor limit, naming both numbers",
+          "[cli]") {
+    // The shell lowers RLIMIT_NOFILE (soft and hard) for the server only.
+    const std::vector<std::string> limited = {"/bin/sh", "-c",
+                                              "ulimit -n 300 && exec \"$0\" \"$@\""};
+    SECTION("a value given on the command line that does not fit: refuses to start") {
+        Child child({"--port", "0", "--bind", "127.0.0.1", "--max-connections", "1000"}, limited);
+        const auto rc = child.wait_exit(Millis{10000});
+        INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+        REQUIRE(rc);
+        CHECK(*rc == 2);
+        CHECK(child.err().find("--max-connections 1000") != std::string::npos);
+        CHECK(child.err().find("RLIMIT_NOFILE) is 300") != std::string::npos);
+        CHECK(child.err().find("--max-connections 236 or less") != std::string::npos);
+    }
+    SECTION("the default that does not fit: lowered with a warning, and the server runs") {
+        Child child({"--port", "0", "--bind", "127.0.0.1"}, limited);
+        const auto port = child.wait_listening_port(Millis{10000});
+        INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+        REQUIRE(port);
+        CHECK(child.err().find("lowered from 10000 (the default) to 236") != std::string::npos);
+        CHECK(child.err().find("RLIMIT_NOFILE) is 300") != std::string::npos);
+        ::kill(child.pid(), SIGTERM);
+        const auto rc = child.wait_exit(Millis{10000});
+        REQUIRE(rc);
+        CHECK(*rc == 0);
+    }
 }

@@ -220,7 +220,7 @@ TEST_CASE("GET /stats keeps its structure and live counts without walking the co
                                         "queued_bytes", "dropped_messages", "rejected_connections",
                                         "uptime_seconds", "closes", "traffic", "router", "memory",
                                         "shutting_down", "bridge", "growth", "health", "refused",
-                                        "peer_addresses"});
+                                        "peer_addresses", "pending_handshakes"});
     CHECK(at_rest.at("memory").at("resident_bytes").is_number_unsigned());
 
     // Counts come from the guard's tables at once, not from the last sample.

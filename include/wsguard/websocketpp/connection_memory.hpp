@@ -38,7 +38,7 @@ namespace wsguard::wspp {
 /// map from connection to id. Any connection_base with a member
 /// `std::atomic<std::uint64_t> wsguard_connection_id` works the same way.
 struct GuardConnectionBase {
-    std::atomic<std::uint64_t> wsguard_connection_id{0};  // 0: not admitted
+    std::atomic<std::uint64_t> wsguard_connection_id{0};  // 0: not admitted; ~0: handshake
 };
 
 namespace detail {
@@ -75,20 +75,49 @@ public:
     }
 
     /// Effect: forgets `con`'s id and returns it; 0 if it had none (refused
-    /// at capacity, a handshake that never opened, or taken already).
+    /// at capacity, a handshake that never opened, or taken already). A
+    /// pending mark stays (see mark_pending()).
     /// Never fails. Exceptions: nothrow, but for std::system_error from a real Lock.
     std::uint64_t take(Connection& con) {
         if constexpr (in_connection) {
-            return con.wsguard_connection_id.exchange(0, std::memory_order_acq_rel);
+            std::uint64_t id = con.wsguard_connection_id.load(std::memory_order_acquire);
+            while (id != 0 && id != pending_mark &&
+                   !con.wsguard_connection_id.compare_exchange_weak(id, 0,
+                                                                    std::memory_order_acq_rel)) {
+            }
+            return id == pending_mark ? 0 : id;
         } else {
             std::lock_guard<Lock> lock(mutex_);
             const auto it = ids_.find(&con);
-            if (it == ids_.end()) {
+            if (it == ids_.end() || it->second == pending_mark) {
                 return 0;
             }
             const std::uint64_t id = it->second;
             ids_.erase(it);
             return id;
+        }
+    }
+
+    /// Effect: marks `con` as a handshake in progress, in the slot its id
+    /// takes once it opens (no memory of its own). Call it before the
+    /// connection starts. Never fails. Exceptions: std::bad_alloc (map form).
+    void mark_pending(Connection& con) { store(con, pending_mark); }
+
+    /// Effect: removes `con`'s pending mark; whether it had one. Never fails.
+    /// Exceptions: nothrow, but for std::system_error from a real Lock.
+    bool take_pending(Connection& con) {
+        if constexpr (in_connection) {
+            std::uint64_t expected = pending_mark;
+            return con.wsguard_connection_id.compare_exchange_strong(expected, 0,
+                                                                     std::memory_order_acq_rel);
+        } else {
+            std::lock_guard<Lock> lock(mutex_);
+            const auto it = ids_.find(&con);
+            if (it == ids_.end() || it->second != pending_mark) {
+                return false;
+            }
+            ids_.erase(it);
+            return true;
         }
     }
 
@@ -109,10 +138,13 @@ public:
             const auto it = ids_.find(owner.get());
             id = it == ids_.end() ? 0 : it->second;
         }
-        return id != 0 ? std::optional<std::uint64_t>(id) : std::nullopt;
+        return id != 0 && id != pending_mark ? std::optional<std::uint64_t>(id) : std::nullopt;
     }
 
 private:
+    // Never an id: ids count up from 1.
+    static constexpr std::uint64_t pending_mark = ~std::uint64_t{0};
+
     mutable Lock mutex_;
     std::unordered_map<const void*, std::uint64_t> ids_;  // unused when in_connection
 };

@@ -62,6 +62,13 @@ struct GuardOptions {
     /// socket and a connection object only this long. 5 s, websocketpp's
     /// default. Zero disables (websocketpp's meaning), leaving stalls unbounded.
     std::chrono::milliseconds open_handshake_timeout{5000};
+    /// Sockets accepted whose opening handshake has not finished (open or
+    /// failed) yet, counted apart from max_connections: past this many, an
+    /// accept loop that asks (Acceptor with note_accepted()) closes a new
+    /// socket at once, unread. 1024: far more than honest clients have in
+    /// flight (a handshake takes a round trip or two), while a slowloris
+    /// holds at most 1024 sockets, each for open_handshake_timeout.
+    std::size_t max_pending_handshakes = 1024;
     /// Per-connection bound on bytes queued in websocketpp's send queue. 1 MiB
     /// (Centrifugo's default): a few seconds of a busy room, not enough to
     /// matter at 10,000 connections unless many readers stall at once.
@@ -125,7 +132,8 @@ struct GuardOptions {
 
 /// Effect: `o`, checked. Fails: std::invalid_argument naming the first
 /// option that is zero but must be at least 1 (max_connections,
-/// max_message_bytes, max_uri_bytes, max_buffered_bytes). Exceptions: std::invalid_argument.
+/// max_message_bytes, max_uri_bytes, max_buffered_bytes, max_pending_handshakes).
+/// Exceptions: std::invalid_argument.
 inline GuardOptions validated(GuardOptions o) {
     if (o.max_connections == 0) {
         throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
@@ -138,6 +146,10 @@ inline GuardOptions validated(GuardOptions o) {
     }
     if (o.max_buffered_bytes == 0) {
         throw std::invalid_argument("wsguard::ServerGuard: max_buffered_bytes must be at least 1");
+    }
+    if (o.max_pending_handshakes == 0) {
+        throw std::invalid_argument(
+            "wsguard::ServerGuard: max_pending_handshakes must be at least 1");
     }
     return o;
 }
@@ -200,6 +212,8 @@ struct GuardStats {
     std::size_t queued_bytes = 0;
     std::uint64_t dropped_messages = 0;
     std::uint64_t rejected_connections = 0;  ///< refused at max_connections (1013)
+    std::size_t pending_handshakes = 0;      ///< accepted, handshake not finished (note_accepted)
+    std::uint64_t refused_pending = 0;       ///< closed unread at max_pending_handshakes
     std::uint64_t closed_slow_consumer = 0;  ///< 1008
     std::uint64_t closed_idle = 0;           ///< 1000 "Idle timeout"
     std::uint64_t terminated_dead = 0;       ///< missed a pong

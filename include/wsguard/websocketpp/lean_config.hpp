@@ -12,9 +12,15 @@
 // (benchmarks/RESULTS.md, "Read buffer"): 1 KiB costs +11% server CPU on 64 KiB
 // messages and +15% on 4 KiB ones, 256 B +41% and +44% and +50% per fan-out
 // delivery. Each KiB saved is a KiB of every open connection.
+//
+// The asio lean configs also close by lingering (lingering_socket.hpp), so a
+// close code the server sends reaches the client instead of a TCP reset, with
+// a 1 s socket-shutdown bound instead of websocketpp's 5 s (why: see
+// default_lean_socket_shutdown_ms).
 #pragma once
 
 #include <wsguard/websocketpp/connection_memory.hpp>
+#include <wsguard/websocketpp/lingering_socket.hpp>
 #include <wsguard/websocketpp/logger.hpp>
 
 #include <cstddef>
@@ -76,18 +82,21 @@ struct Lean : Base {
 }  // namespace detail
 
 /// Asio (plain TCP) server config for many mostly idle connections, reading
-/// ReadBufferBytes per call; safe with several threads running the io_context.
+/// ReadBufferBytes per call, closing by lingering; safe with several threads
+/// running the io_context.
 template <std::size_t ReadBufferBytes = default_lean_read_buffer_bytes>
-using basic_asio_lean = detail::Lean<::websocketpp::config::asio, ReadBufferBytes>;
+using basic_asio_lean =
+    detail::Lean<with_lingering_close<::websocketpp::config::asio>, ReadBufferBytes>;
 using asio_lean = basic_asio_lean<>;
 
 /// basic_asio_lean for a server whose io_context runs on one thread: no mutexes
 /// and no strand per connection (a strand is a heap object per connection, and
 /// every handler is wrapped through it). Use it only with a single io thread.
 template <std::size_t ReadBufferBytes = default_lean_read_buffer_bytes>
-struct basic_asio_lean_single_thread : detail::Lean<::websocketpp::config::asio, ReadBufferBytes> {
+struct basic_asio_lean_single_thread
+    : detail::Lean<with_lingering_close<::websocketpp::config::asio>, ReadBufferBytes> {
     using type = basic_asio_lean_single_thread;
-    using base = ::websocketpp::config::asio;
+    using base = with_lingering_close<::websocketpp::config::asio>;
 
     typedef ::websocketpp::concurrency::none concurrency_type;
     typedef GuardLogger<concurrency_type, ::websocketpp::log::elevel> elog_type;

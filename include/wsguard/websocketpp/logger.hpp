@@ -234,7 +234,9 @@ public:
             dynamic_.fetch_or(channels, std::memory_order_relaxed);
         }
     }
-    void clear_channels(level channels) { dynamic_.fetch_and(~channels, std::memory_order_relaxed); }
+    void clear_channels(level channels) {
+        dynamic_.fetch_and(~channels, std::memory_order_relaxed);
+    }
 
     void write(level channel, const std::string& msg) { write(channel, std::string_view(msg)); }
     void write(level channel, const char* msg) { write(channel, std::string_view(msg)); }

@@ -358,6 +358,24 @@ public:
         return result;
     }
 
+    /// Effect: counts `con`, a socket just accepted and not started, as a
+    /// handshake in progress until it opens or ends (max_pending_handshakes).
+    /// Fails: false, counted in refused_pending, when that many are in
+    /// progress already: the caller closes the socket unread (Acceptor does).
+    /// Uses the connection's termination handler, which websocketpp 0.8.2's
+    /// endpoint leaves unset. Thread safety: as the class. Exceptions: std::bad_alloc.
+    bool note_accepted(connection_type& con) {
+        if (pending_.fetch_add(1, std::memory_order_relaxed) >= options_.max_pending_handshakes) {
+            pending_.fetch_sub(1, std::memory_order_relaxed);
+            refused_pending_.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
+        ids_.mark_pending(con);
+        // Every connection ends here, whether it opened, failed or served HTTP.
+        con.set_termination_handler([this](connection_ptr c) { end_pending(*c); });
+        return true;
+    }
+
     /// Effect: starts the close handshake of connection `id`.
     /// Fails: false if the id is unknown or already closing.
     bool close(ConnectionId id, ::websocketpp::close::status::value code,
@@ -445,6 +463,8 @@ public:
         s.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);
         s.dropped_messages = dropped_.load(std::memory_order_relaxed);
         s.rejected_connections = rejected_.load(std::memory_order_relaxed);
+        s.pending_handshakes = pending_.load(std::memory_order_relaxed);
+        s.refused_pending = refused_pending_.load(std::memory_order_relaxed);
         s.closed_slow_consumer = closed_slow_.load(std::memory_order_relaxed);
         s.closed_idle = closed_idle_.load(std::memory_order_relaxed);
         s.terminated_dead = terminated_dead_.load(std::memory_order_relaxed);
@@ -498,6 +518,7 @@ private:
         std::error_code ec;
         const connection_ptr con = server_.get_con_from_hdl(hdl, ec);
         if (con) {
+            end_pending(*con);
             // Before the connection is registered: no other thread knows it yet.
             uris_.share(*con);
         }
@@ -515,6 +536,12 @@ private:
         on_open.emit(added.id);
         if (con && options_.release_handshake_headers) {
             release_handshake_headers(*con);
+        }
+    }
+
+    void end_pending(connection_type& con) {
+        if (ids_.take_pending(con)) {
+            pending_.fetch_sub(1, std::memory_order_relaxed);
         }
     }
 
@@ -749,6 +776,8 @@ private:
         terminated_dead_{0}, closed_oversized_{0}, closed_shutdown_{0}, opened_{0}, closed_{0},
         failed_{0}, messages_in_{0}, messages_out_{0}, bytes_in_{0}, bytes_out_{0}, pings_sent_{0},
         pongs_{0}, trims_{0}, not_connected_{0}, send_failed_{0};
+    std::atomic<std::size_t> pending_{0};  // note_accepted() until open or end
+    std::atomic<std::uint64_t> refused_pending_{0};
     std::atomic<std::size_t> closes_since_trim_{0};
     std::atomic<std::size_t> queued_bytes_{0};         // the last queued_bytes_scan()
     std::atomic<std::size_t> closes_at_last_tick_{0};  // tick() may run on any io thread
