@@ -3,25 +3,58 @@
 //
 // Handshake admission's pure parts, without a server: check_handshake()
 // refuses each hostile request for its own reason and passes an RFC 6455
-// one; peer_address() takes the port off every endpoint form; PeerCounts
-// bounds each address and erases it with its last connection (under churn on
-// several threads too); HandshakeAdmission sets the refusal's response,
-// chains the user's hook and counts every refusal once, on a stand-in
-// connection. The integration test (tests/integration/test_admission.cpp)
-// drives the same over loopback with hostile raw clients.
+// one; peer_address() takes the port off every endpoint form and peer_key()
+// keys IPv6 by /64 and IPv4-mapped by IPv4; PeerCounts bounds each address
+// and erases it with its last connection (under churn on several threads
+// too, and when an allocation fails); HandshakeAdmission sets the refusal's
+// response, chains the user's hook (one that throws, or answers a non-error
+// status, still refuses) and counts every refusal once, on a stand-in
+// connection; validated() normalises allowed_origins. The integration test
+// (tests/integration/test_admission.cpp) drives the same over loopback with hostile raw clients.
 #include <wsguard/null_mutex.hpp>
 #include <wsguard/websocketpp/admission.hpp>
+#include <wsguard/websocketpp/guard_types.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
+
+// Allocation failure on demand, for the strong guarantee of PeerCounts: the
+// calling thread's fail_after-th allocation from now throws std::bad_alloc.
+namespace {
+thread_local int fail_after = 0;  // 0: never
+// Not inlined: GCC would see malloc's pointer freed by a delete across
+// inlining (a -Wmismatched-new-delete false positive).
+[[gnu::noinline]] void release_block(void* p) noexcept {
+    std::free(p);
+}
+}  // namespace
+
+void* operator new(std::size_t size) {
+    if (fail_after > 0 && --fail_after == 0) {
+        throw std::bad_alloc();
+    }
+    if (void* p = std::malloc(size == 0 ? 1 : size)) {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+    release_block(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    release_block(p);
+}
 
 namespace {
 
@@ -31,6 +64,7 @@ using wsguard::wspp::check_handshake;
 using wsguard::wspp::HandshakeAdmission;
 using wsguard::wspp::HandshakeRequest;
 using wsguard::wspp::peer_address;
+using wsguard::wspp::peer_key;
 using wsguard::wspp::PeerCounts;
 using wsguard::wspp::RefusalReason;
 
@@ -58,8 +92,10 @@ struct FakeConnection {
     int status = 0;
     std::string phrase, body;
     std::map<std::string, std::string> response_headers;
+    std::error_code ec;  // websocketpp's m_ec: why the handshake failed
 
     FakeConnection() { request.headers["Sec-WebSocket-Version"] = "13"; }
+    std::error_code get_ec() const { return ec; }
     const Request& get_request() const { return request; }
     std::string get_remote_endpoint() const { return remote; }
     void set_status(websocketpp::http::status_code::value code, const std::string& p) {
@@ -76,6 +112,17 @@ struct FakeConnection {
         return it == response_headers.end() ? std::string() : it->second;
     }
 };
+
+/// What websocketpp does around the validate handler: a refusal fails the
+/// handshake with error::rejected (connection_impl.hpp, process_handshake_request).
+template <class Admission>
+bool validate(Admission& admission, FakeConnection& c) {
+    const bool admitted = admission.admit(c, websocketpp::connection_hdl(), false);
+    if (!admitted) {
+        c.ec = websocketpp::error::make_error_code(websocketpp::error::rejected);
+    }
+    return admitted;
+}
 
 }  // namespace
 
@@ -172,6 +219,23 @@ TEST_CASE("peer_address takes the port off every endpoint form", "[admission]") 
     CHECK(peer_address("") == "");
 }
 
+TEST_CASE("peer_key: IPv4-mapped is IPv4, IPv6 its /64, Unknown none, other text whole",
+          "[admission]") {
+    CHECK(peer_key("192.0.2.1:5000") == "192.0.2.1");
+    CHECK(peer_key("[::ffff:192.0.2.1]:5000") == "192.0.2.1");
+    CHECK(peer_key("[::FFFF:c000:201]:1") == "192.0.2.1");
+    CHECK(peer_key("[2001:db8:1:2::5]:443") == "2001:db8:1:2::/64");
+    CHECK(peer_key("[2001:db8:1:2:ffff:ffff:ffff:ffff]:443") == "2001:db8:1:2::/64");
+    CHECK(peer_key("[2001:db8:1:3::5]:443") == "2001:db8:1:3::/64");
+    CHECK(peer_key("[fe80::1%eth0]:80") == "fe80::/64");
+    CHECK(peer_key("[::1]:80") == "::/64");
+    CHECK(peer_key("2001:db8::1") == "2001:db8::/64");  // no port
+    CHECK_FALSE(peer_key("Unknown"));                   // asio: getpeername failed
+    CHECK(peer_key("iostream transport") == "iostream transport");
+    CHECK(peer_key("[not:an:address]:1") == "not:an:address");
+    CHECK(peer_key("") == "");
+}
+
 TEST_CASE("PeerCounts bounds each address and erases it with its last connection", "[admission]") {
     PeerCounts<wsguard::NullMutex> t;
     int a1, a2, a3, b1;
@@ -195,6 +259,38 @@ TEST_CASE("PeerCounts bounds each address and erases it with its last connection
     CHECK(t.addresses() == 0);
     CHECK(t.connections() == 0);
     CHECK(t.count("10.0.0.1") == 0);
+}
+
+TEST_CASE("PeerCounts: an allocation failing in try_acquire leaves no count behind",
+          "[admission]") {
+    PeerCounts<wsguard::NullMutex> t;
+    int held, c;
+    REQUIRE(t.try_acquire(&held, "10.0.0.1", 3));
+    int failures = 0;
+    // Every allocation try_acquire makes, for a new address and a known one.
+    for (const char* address : {"10.0.0.9", "10.0.0.1"}) {
+        for (int n = 1; n <= 8; ++n) {
+            INFO(address << ", allocation " << n);
+            fail_after = n;
+            bool acquired = false;
+            try {
+                acquired = t.try_acquire(&c, address, 3);
+            } catch (const std::bad_alloc&) {
+                ++failures;
+            }
+            fail_after = 0;
+            if (acquired) {
+                t.release(&c);
+            }
+            CHECK(t.connections() == 1);
+            CHECK(t.count("10.0.0.1") == 1);
+            CHECK(t.count("10.0.0.9") == 0);
+            CHECK(t.addresses() == 1);
+        }
+    }
+    CHECK(failures >= 2);  // the owner's node, for each address
+    t.release(&held);
+    CHECK(t.addresses() == 0);
 }
 
 TEST_CASE("PeerCounts under churn on four threads returns to empty", "[admission]") {
@@ -302,8 +398,23 @@ TEST_CASE("HandshakeAdmission answers a refusal, chains the hook and counts each
             throw std::runtime_error("hook failed");
         });
         FakeConnection d;
-        CHECK_THROWS_AS(admission.admit(d, hdl, false), std::runtime_error);
+        bool admitted = true;
+        // websocketpp does not catch: a throw would leave io_context::run().
+        CHECK_NOTHROW(admitted = validate(admission, d));
+        CHECK_FALSE(admitted);
+        CHECK(d.status == 500);
+        CHECK(d.phrase == "Internal Server Error");
         CHECK(admission.peer_addresses() == 0);
+        CHECK(admission.refused().of(RefusalReason::user_hook) == 2);
+        admission.set_hook([](websocketpp::connection_hdl) -> AdmissionVerdict { throw 42; });
+        FakeConnection d2;
+        CHECK_NOTHROW(admitted = validate(admission, d2));
+        CHECK_FALSE(admitted);
+        CHECK(d2.status == 500);
+        CHECK(admission.peer_addresses() == 0);
+        CHECK(admission.refused().of(RefusalReason::user_hook) == 3);
+        admission.end(d2, true);
+        CHECK(admission.refused().total() == 4);
 
         admission.set_hook(nullptr);
         FakeConnection e;
@@ -324,5 +435,107 @@ TEST_CASE("HandshakeAdmission answers a refusal, chains the hook and counts each
         CHECK(admission.refused().of(RefusalReason::body) == 1);
         CHECK(admission.refused().of(RefusalReason::version) == 1);
         CHECK(admission.refused().total() == 2);
+    }
+    SECTION("a hook's 413, or 400 with Sec-WebSocket-Version, is counted once, as user_hook") {
+        admission.set_hook(
+            [](websocketpp::connection_hdl) { return AdmissionVerdict::refuse(413, "Too Large"); });
+        FakeConnection c;
+        CHECK_FALSE(validate(admission, c));
+        CHECK(c.status == 413);
+        admission.end(c, true);
+        admission.set_hook([](websocketpp::connection_hdl) {
+            return AdmissionVerdict::refuse(400, "Bad Request");
+        });
+        FakeConnection d;
+        CHECK_FALSE(validate(admission, d));
+        d.response_headers["Sec-WebSocket-Version"] = "13";  // a hook may set it on the connection
+        admission.end(d, true);
+        CHECK(admission.refused().of(RefusalReason::user_hook) == 2);
+        CHECK(admission.refused().of(RefusalReason::body) == 0);
+        CHECK(admission.refused().of(RefusalReason::version) == 0);
+        CHECK(admission.refused().total() == 2);
+    }
+    SECTION("a hook's status outside 400..599 is answered 403: a 101 would open the connection") {
+        for (const int status : {0, 100, 101, 200, 204, 302, 399, 600, 65535}) {
+            INFO(status);
+            admission.set_hook([status](websocketpp::connection_hdl) {
+                return AdmissionVerdict::refuse(static_cast<std::uint16_t>(status), "No");
+            });
+            FakeConnection c;
+            CHECK_FALSE(validate(admission, c));
+            CHECK(c.status == 403);
+            admission.end(c, true);
+        }
+        for (const int status : {400, 451, 599}) {
+            INFO(status);
+            admission.set_hook([status](websocketpp::connection_hdl) {
+                return AdmissionVerdict::refuse(static_cast<std::uint16_t>(status), "No");
+            });
+            FakeConnection c;
+            CHECK_FALSE(validate(admission, c));
+            CHECK(c.status == status);
+            admission.end(c, true);
+        }
+        CHECK(admission.peer_addresses() == 0);
+    }
+    SECTION(
+        "the peer's key: one IPv6 /64 shares a count, IPv4-mapped is its IPv4, Unknown "
+        "is refused") {
+        FakeConnection a, b, c, d, e, f;
+        a.remote = "[2001:db8:1:2::1]:40000";
+        b.remote = "[2001:db8:1:2::2]:40001";  // same /64: over the limit of 1
+        c.remote = "[2001:db8:1:3::1]:40002";  // another /64
+        CHECK(validate(admission, a));
+        CHECK_FALSE(validate(admission, b));
+        CHECK(b.status == 503);
+        CHECK(validate(admission, c));
+        d.remote = "192.0.2.9:1";
+        e.remote = "[::ffff:192.0.2.9]:2";  // the same IPv4 peer through a dual-stack socket
+        CHECK(validate(admission, d));
+        CHECK_FALSE(validate(admission, e));
+        f.remote = "Unknown";  // websocketpp's asio transport: getpeername failed
+        CHECK_FALSE(validate(admission, f));
+        CHECK(f.status == 503);
+        CHECK(admission.peers().count("Unknown") == 0);
+        CHECK(admission.refused().of(RefusalReason::per_ip) == 3);
+        for (FakeConnection* x : {&a, &b, &c, &d, &e, &f}) {
+            admission.end(*x, x == &b || x == &e || x == &f);
+        }
+        CHECK(admission.peer_addresses() == 0);
+        CHECK(admission.refused().total() == 3);
+    }
+}
+
+TEST_CASE("validated() normalises allowed_origins as browsers send them", "[admission]") {
+    wsguard::wspp::GuardOptions o;
+    o.allowed_origins = {"https://a.example/",    " https://b.example",    "https://c.example:443",
+                         "HTTP://d.example:80\t", "http://e.example:8080", "https://f.example:4430",
+                         "wss://g.example:443",   "https://[::1]:443/",    "http://h.example:443"};
+    const auto v = wsguard::wspp::validated(o);
+    CHECK(v.allowed_origins == std::vector<std::string>{"https://a.example", "https://b.example",
+                                                        "https://c.example", "HTTP://d.example",
+                                                        "http://e.example:8080",
+                                                        "https://f.example:4430", "wss://g.example",
+                                                        "https://[::1]", "http://h.example:443"});
+    AdmissionPolicy policy{o.max_uri_bytes, v.allowed_origins};
+    HandshakeRequest r = good_request();
+    for (const char* origin :
+         {"https://a.example", "https://b.example", "https://c.example", "http://d.example"}) {
+        INFO(origin);
+        r.origin = origin;
+        CHECK_FALSE(check_handshake(r, policy));
+    }
+
+    for (const char* bad : {"https://x.example/app", "https://*.example", "*", "x.example",
+                            "://x.example", "https://", "", "  ", "null", "https://x.example//"}) {
+        INFO(bad);
+        o.allowed_origins = {"https://ok.example", bad};
+        try {
+            wsguard::wspp::validated(o);
+            FAIL("accepted");
+        } catch (const std::invalid_argument& e) {
+            CHECK(std::string(e.what()).find("allowed_origins entry \"" + std::string(bad) +
+                                             "\"") != std::string::npos);
+        }
     }
 }

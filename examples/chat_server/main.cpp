@@ -134,12 +134,23 @@ int main(int argc, char** argv) {
                    "Connections per peer address; past it the handshake gets 503 (0: no limit)")
         ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
     app.add_option("--allowed-origins", g.allowed_origins,
-                   "Comma-separated Origins browsers may connect from; any other gets 403 "
-                   "(none: every Origin; a request without Origin is admitted)")
-        ->delimiter(',');
+                   "Comma-separated Origins browsers may connect from (scheme://host[:port]); "
+                   "any other gets 403 (none: every Origin; a request without Origin is "
+                   "admitted)")
+        ->delimiter(',')
+        // "a, b" must list "b", not " b", which no browser sends.
+        ->transform([](std::string s) {
+            const auto first = s.find_first_not_of(" \t");
+            return first == std::string::npos
+                       ? std::string()
+                       : s.substr(first, s.find_last_not_of(" \t") - first + 1);
+        });
+    // websocketpp answers 431 past 16000 bytes of request line and headers,
+    // before the guard sees the request: a larger bound would never apply.
     app.add_option("--max-uri-bytes", g.max_uri_bytes,
-                   "Longest upgrade request URI; longer gets 414")
-        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+                   "Longest upgrade request URI; longer gets 414 (at most 16000: websocketpp "
+                   "answers 431 past 16000 bytes of request head)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{16000}));
     app.add_option("--max-http-body-bytes", g.max_http_body_bytes,
                    "Largest HTTP request body read; larger gets 413 (an upgrade with a body: 400)")
         ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30));

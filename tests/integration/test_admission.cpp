@@ -8,7 +8,10 @@
 // refuses are each answered with their HTTP status before a WebSocket
 // connection exists, counted by reason in /stats and /metrics, and leave
 // nothing behind: resident memory stays flat and the per-address table
-// returns to empty.
+// returns to empty. A hook that throws or answers a non-error status still
+// refuses, and the server keeps running; a hook's refusal is counted once;
+// allowed_origins entries are matched as browsers send them; IPv4 peers on a
+// dual-stack socket are counted per IPv4 address.
 #include "client_harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -20,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -429,4 +433,156 @@ TEST_CASE("the user's admission hook runs after the guard's checks and may refus
         return 0;
     });
     CHECK(server.stop());
+}
+
+TEST_CASE("a throwing admission hook refuses with 500 and the server keeps running",
+          "[admission]") {
+    ServerRunner<> server;
+    const auto port = server.port();
+    server.on_io_thread([&] {
+        server.server().guard().set_admission_hook(
+            [](websocketpp::connection_hdl) -> wsguard::wspp::AdmissionVerdict {
+                throw std::runtime_error("token service down");
+            });
+        return 0;
+    });
+    const auto r = ask(port, upgrade());
+    CHECK(r.status == 500);
+    CHECK(r.head.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
+    // websocketpp does not catch: a throw would have left io_context::run().
+    CHECK_FALSE(server.wait_stopped(Millis{100}));
+    server.on_io_thread([&] {
+        server.server().guard().set_admission_hook(nullptr);
+        return 0;
+    });
+    CHECK(ask(port, upgrade()).status == 101);
+    json s;
+    CHECK(stats_eventually(
+        port, [](const json& j) { return refused_of(j, "user_hook") == 1; }, s));
+    CHECK(stat_of(s, "refused", "total") == 1);
+    CHECK(server.stop());
+}
+
+TEST_CASE("a hook's refusal status outside 400..599 is 403 and never opens the connection",
+          "[admission]") {
+    ServerRunner<> server;
+    const auto port = server.port();
+    auto status = std::make_shared<std::atomic<int>>(101);
+    server.on_io_thread([&] {
+        server.server().guard().set_admission_hook([status](websocketpp::connection_hdl) {
+            return wsguard::wspp::AdmissionVerdict::refuse(
+                static_cast<std::uint16_t>(status->load()), "Not you");
+        });
+        return 0;
+    });
+    for (const int s : {101, 200, 302}) {
+        INFO(s);
+        status->store(s);
+        RawPeer p;
+        REQUIRE(p.connect(port));
+        const auto r = p.exchange(upgrade());
+        CHECK(r.status == 403);
+        CHECK(r.header("Sec-WebSocket-Accept").empty());
+    }
+    json s;
+    CHECK(stats_eventually(
+        port, [](const json& j) { return refused_of(j, "user_hook") == 3; }, s));
+    CHECK(stat_of(s, "traffic", "opened") == 0);
+    CHECK(stat_of(s, "connections") == 0);
+    server.on_io_thread([&] {
+        server.server().guard().set_admission_hook(nullptr);
+        return 0;
+    });
+    CHECK(server.stop());
+}
+
+TEST_CASE("a hook refusing with 413, or 400 with Sec-WebSocket-Version, is counted once",
+          "[admission]") {
+    ServerRunner<> server;
+    const auto port = server.port();
+    server.on_io_thread([&] {
+        auto& endpoint = server.server().endpoint();
+        server.server().guard().set_admission_hook([&endpoint](websocketpp::connection_hdl h) {
+            const auto con = endpoint.get_con_from_hdl(h);
+            if (con->get_request_header("X-Case") == "version") {
+                con->replace_header("Sec-WebSocket-Version", "13");
+                return wsguard::wspp::AdmissionVerdict::refuse(400, "Bad Request");
+            }
+            return wsguard::wspp::AdmissionVerdict::refuse(413, "Payload Too Large");
+        });
+        return 0;
+    });
+    CHECK(ask(port, upgrade()).status == 413);
+    const auto r = ask(port, upgrade("/", "X-Case: version\r\n"));
+    CHECK(r.status == 400);
+    CHECK(r.header("Sec-WebSocket-Version") == "13");
+    json s;
+    CHECK(stats_eventually(
+        port,
+        [](const json& j) {
+            return refused_of(j, "user_hook") == 2 &&
+                   stat_of(j, "traffic", "failed_handshakes") == 2;
+        },
+        s));
+    CHECK(refused_of(s, "body") == 0);
+    CHECK(refused_of(s, "version") == 0);
+    CHECK(stat_of(s, "refused", "total") == 2);
+    server.on_io_thread([&] {
+        server.server().guard().set_admission_hook(nullptr);
+        return 0;
+    });
+    CHECK(server.stop());
+}
+
+TEST_CASE("allowed_origins entries match as browsers send them; a malformed one is refused",
+          "[admission]") {
+    auto options = wsguard::test::test_server_options();
+    // As an operator might write them: "--allowed-origins 'https://a.example/, ...'".
+    options.guard.allowed_origins = {"https://a.example/", " https://b.example",
+                                     "https://c.example:443", "http://localhost:8080/"};
+    ServerRunner<> server(options);
+    const auto port = server.port();
+    for (const char* origin :
+         {"https://a.example", "https://b.example", "https://c.example", "http://localhost:8080"}) {
+        INFO(origin);
+        CHECK(ask(port, upgrade("/", std::string("Origin: ") + origin + "\r\n")).status == 101);
+    }
+    CHECK(ask(port, upgrade("/", "Origin: https://d.example\r\n")).status == 403);
+    CHECK(server.stop());
+
+    for (const char* bad : {"https://a.example/app", "https://*.example", "a.example"}) {
+        INFO(bad);
+        auto o = wsguard::test::test_server_options();
+        o.guard.allowed_origins = {bad};
+        CHECK_THROWS_AS(chat::ChatServer<>(o), std::invalid_argument);
+    }
+}
+
+TEST_CASE("on a dual-stack socket IPv4 peers are counted per IPv4 address, not as one /64",
+          "[admission]") {
+    auto options = wsguard::test::test_server_options();
+    // An IPv6 socket on the IPv4-mapped loopback: peers arrive as ::ffff:127.0.0.x.
+    options.bind_address = "::ffff:127.0.0.1";
+    options.guard.max_connections_per_ip = 1;
+    std::optional<ServerRunner<>> server;
+    try {
+        server.emplace(options);
+    } catch (const std::exception& e) {
+        WARN("no IPv4-mapped listener here: " << e.what());
+        return;
+    }
+    const auto port = server->port();
+    RawPeer a("127.0.0.1"), b("127.0.0.2"), a2("127.0.0.1");
+    REQUIRE(a.connect(port));
+    REQUIRE(b.connect(port));
+    REQUIRE(a2.connect(port));
+    CHECK(a.exchange(upgrade()).status == 101);
+    CHECK(b.exchange(upgrade()).status == 101);  // another IPv4 address: its own count
+    CHECK(a2.exchange(upgrade()).status == 503);
+    json s;
+    CHECK(stats_eventually(
+        port, [](const json& j) { return stat_of(j, "connections") == 2; }, s));
+    CHECK(stat_of(s, "peer_addresses") == 2);
+    CHECK(refused_of(s, "per_ip") == 1);
+    CHECK(server->stop());
 }

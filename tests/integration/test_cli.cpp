@@ -218,6 +218,8 @@ TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stde
         {"--log-level", "WARN"},
         {"--bind", "300.1.2.3"},
         {"--bind", "::12345"},
+        {"--max-uri-bytes", "16001"},
+        {"--allowed-origins", "https://a.example/app"},
     };
     for (const auto& args : bad) {
         std::string joined;

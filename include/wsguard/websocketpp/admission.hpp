@@ -16,15 +16,17 @@
 //     connection's life, and a chunked body would be read as frames;
 //  4. the request URI within max_uri_bytes: 414;
 //  5. the Origin in the allow-list, when there is one: 403;
-//  6. connections per IP address within max_connections_per_ip: 503;
+//  6. connections per IP address within max_connections_per_ip: 503 (see
+//     peer_key() for what an address is);
 //  7. the user's hook (ServerGuard::set_admission_hook), which may refuse
-//     with any status.
+//     with a 4xx or 5xx status; a hook that throws refuses with 500.
 // Every refusal is counted by reason. The pure parts (check_handshake,
-// peer_address, PeerCounts) need no websocketpp connection: they are unit
+// peer_address, peer_key, PeerCounts) need no websocketpp connection: they are unit
 // tested alone (tests/test_admission_policy.cpp).
 #pragma once
 
 #include <websocketpp/common/connection_hdl.hpp>
+#include <websocketpp/error.hpp>
 #include <websocketpp/http/constants.hpp>
 
 #include <array>
@@ -42,6 +44,12 @@
 #include <utility>
 #include <vector>
 
+#if __has_include(<arpa/inet.h>)
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#define WSGUARD_ADMISSION_HAS_INET_PTON 1
+#endif
+
 namespace wsguard::wspp {
 
 /// Why a handshake was refused; each reason is counted in GuardStats::refused.
@@ -52,7 +60,7 @@ enum class RefusalReason : std::uint8_t {
     uri_too_long,   ///< request URI over max_uri_bytes: 414
     origin,         ///< Origin not in allowed_origins: 403
     per_ip,         ///< max_connections_per_ip reached for the peer's address: 503
-    user_hook,      ///< the admission hook refused, with its own status
+    user_hook,      ///< the admission hook refused, with its own status, or threw: 500
     shutting_down,  ///< shutdown() began: 503
 };
 
@@ -95,7 +103,9 @@ struct RefusalStats {
 };
 
 /// What an admission hook decided. A refusal answers the handshake with
-/// `status` (a 4xx or 5xx) and `reason` as the status line's phrase and body.
+/// `status` and `reason` as the status line's phrase and body. A status
+/// outside 400..599 is answered 403: websocketpp opens the connection on a
+/// 101, and a 1xx, 2xx or 3xx would tell the client it was not refused.
 struct AdmissionVerdict {
     bool admitted = true;
     std::uint16_t status = 0;
@@ -109,7 +119,8 @@ struct AdmissionVerdict {
 
 /// The user's check, run after the guard's own on every handshake they let
 /// through. It is given the connection's handle (get_con_from_hdl() reads the
-/// request) and runs on the io thread that read the request.
+/// request) and runs on the io thread that read the request. What it throws
+/// refuses the handshake with 500 (websocketpp would not catch it).
 using AdmissionHook = std::function<AdmissionVerdict(::websocketpp::connection_hdl)>;
 
 /// One refused handshake: why, the HTTP status and a short text.
@@ -212,6 +223,53 @@ inline std::string_view peer_address(std::string_view endpoint) noexcept {
     return host.find(':') == std::string_view::npos ? host : endpoint;
 }
 
+/// Effect: the key a peer's connections are counted under, from a
+/// transport's remote endpoint text: the address (peer_address()), with an
+/// IPv4-mapped IPv6 address as its IPv4 address ("::ffff:192.0.2.1" ->
+/// "192.0.2.1") and any other IPv6 address as its /64 prefix
+/// ("2001:db8:1:2::5" -> "2001:db8:1:2::/64"): one subscriber is commonly
+/// given a whole /64, so keying per address would give it 2^64 keys. Text
+/// that is not an address (the iostream transport's) is the key whole, as is
+/// everything where <arpa/inet.h> is missing. nullopt for websocketpp's
+/// "Unknown", what the asio transport says when the peer is gone already
+/// (getpeername failed): all such peers would otherwise share one key.
+/// Never fails. Exceptions: std::bad_alloc.
+inline std::optional<std::string> peer_key(std::string_view endpoint) {
+    if (endpoint == "Unknown") {
+        return std::nullopt;
+    }
+    const std::string_view address = peer_address(endpoint);
+#ifdef WSGUARD_ADMISSION_HAS_INET_PTON
+    if (address.find(':') != std::string_view::npos) {
+        // inet_pton refuses a zone ("fe80::1%eth0"); the prefix has none anyway.
+        const std::string text(address.substr(0, address.find('%')));
+        unsigned char bytes[16] = {};
+        char out[INET6_ADDRSTRLEN] = {};
+        if (::inet_pton(AF_INET6, text.c_str(), bytes) == 1) {
+            static constexpr unsigned char v4_mapped[12] = {0, 0, 0, 0, 0,    0,
+                                                            0, 0, 0, 0, 0xff, 0xff};
+            bool mapped = true;
+            for (std::size_t i = 0; i < 12; ++i) {
+                mapped = mapped && bytes[i] == v4_mapped[i];
+            }
+            if (mapped) {
+                if (::inet_ntop(AF_INET, bytes + 12, out, sizeof out) != nullptr) {
+                    return std::string(out);
+                }
+            } else {
+                for (std::size_t i = 8; i < 16; ++i) {
+                    bytes[i] = 0;
+                }
+                if (::inet_ntop(AF_INET6, bytes, out, sizeof out) != nullptr) {
+                    return std::string(out) + "/64";
+                }
+            }
+        }
+    }
+#endif
+    return std::string(address);
+}
+
 /// Connections per peer address, each counted from admission until its close
 /// or fail. An address is erased when its last connection ends, so the table
 /// holds only addresses with a live connection.
@@ -229,18 +287,29 @@ public:
         if (owners_.count(con) != 0) {
             return true;
         }
-        auto it = counts_.find(std::string(address));
+        std::string key(address);
+        auto it = counts_.find(key);
+        bool added = false;
         if (it == counts_.end()) {
             if (limit == 0) {
                 return false;
             }
-            it = counts_.emplace(std::string(address), 0).first;
+            it = counts_.emplace(std::move(key), 0).first;
+            added = true;
         } else if (it->second >= limit) {
             return false;
         }
-        ++it->second;
+        // Owner first, count after: a bad_alloc here must leave no count behind.
         // Pointers to elements stay valid across rehashing; iterators do not.
-        owners_.emplace(con, &*it);
+        try {
+            owners_.emplace(con, &*it);
+        } catch (...) {
+            if (added) {
+                counts_.erase(it);
+            }
+            throw;
+        }
+        ++it->second;
         return true;
     }
 
@@ -310,9 +379,11 @@ public:
     /// Effect: runs the checks on `con`'s request; on a refusal sets the
     /// response (status, reason, body, and Sec-WebSocket-Version: 13 for a
     /// version refusal), counts it and returns false. An admitted connection
-    /// stays counted against its address until end().
-    /// Fails: false for a refusal. Exceptions: what the hook throws (the
-    /// address count is undone first), std::bad_alloc.
+    /// stays counted against its address until end(). A hook that throws
+    /// refuses with 500 "Internal Server Error", counted as user_hook: it
+    /// runs in websocketpp's read handler, which does not catch, so the
+    /// exception would leave io_context::run() and stop the server.
+    /// Fails: false for a refusal. Exceptions: std::bad_alloc.
     template <class Connection>
     bool admit(Connection& con, const ::websocketpp::connection_hdl& hdl, bool shutting_down) {
         std::optional<Refusal> refusal;
@@ -327,11 +398,16 @@ public:
                                                        req.get_uri(), req.get_header("Origin")},
                                       policy_);
         }
-        const bool limited = per_ip_limit_ > 0;
-        if (!refusal && limited &&
-            !peers_.try_acquire(&con, peer_address(con.get_remote_endpoint()), per_ip_limit_)) {
-            refusal = Refusal{RefusalReason::per_ip, 503,
-                              "Service Unavailable: too many connections from this address"};
+        if (!refusal && per_ip_limit_ > 0) {
+            const auto key = peer_key(con.get_remote_endpoint());
+            if (!key) {
+                // The peer is gone: nothing to answer, but it must not share a key.
+                refusal = Refusal{RefusalReason::per_ip, 503,
+                                  "Service Unavailable: peer address unknown"};
+            } else if (!peers_.try_acquire(&con, *key, per_ip_limit_)) {
+                refusal = Refusal{RefusalReason::per_ip, 503,
+                                  "Service Unavailable: too many connections from this address"};
+            }
         }
         if (!refusal) {
             std::shared_ptr<const AdmissionHook> hook;
@@ -341,15 +417,17 @@ public:
             }
             if (hook) {
                 AdmissionVerdict v;
+                bool threw = false;
                 try {
                     v = (*hook)(hdl);
                 } catch (...) {
-                    peers_.release(&con);
-                    throw;
+                    threw = true;  // nothing that allocates here: the count is released first
                 }
-                if (!v.admitted) {
+                if (threw || !v.admitted) {
                     peers_.release(&con);
-                    refusal = Refusal{RefusalReason::user_hook, v.status, std::move(v.reason)};
+                    refusal =
+                        threw ? Refusal{RefusalReason::user_hook, 500, "Internal Server Error"}
+                              : Refusal{RefusalReason::user_hook, v.status, std::move(v.reason)};
                 }
             }
         }
@@ -365,12 +443,15 @@ public:
     /// handshake that websocketpp itself answered 413 (a body over
     /// max_http_body_bytes, read before any handler runs) is counted as a
     /// body refusal, and one it answered 400 naming the versions it speaks
-    /// (a version it has no processor for) as a version refusal.
+    /// (a version it has no processor for) as a version refusal. A refusal
+    /// of admit() (which websocketpp fails with error::rejected) was counted
+    /// there already, whatever its status.
     /// Never fails. Exceptions: nothrow, but for std::system_error from a real Lock.
     template <class Connection>
     void end(Connection& con, bool failed) {
         peers_.release(&con);
-        if (!failed) {
+        if (!failed ||
+            con.get_ec() == ::websocketpp::error::make_error_code(::websocketpp::error::rejected)) {
             return;
         }
         const auto status = con.get_response_code();
@@ -410,7 +491,8 @@ private:
                 c = ' ';
             }
         }
-        const auto status = r.status >= 100 && r.status <= 599 ? r.status : 403;
+        // Only an error status refuses: websocketpp opens the connection on 101.
+        const auto status = r.status >= 400 && r.status <= 599 ? r.status : 403;
         con.set_status(static_cast<::websocketpp::http::status_code::value>(status), phrase);
         if (r.reason == RefusalReason::version) {
             con.replace_header("Sec-WebSocket-Version", "13");

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsguard::wspp {
@@ -109,9 +110,16 @@ struct GuardOptions {
     std::size_t max_http_body_bytes = 64 * 1024;
     /// Longest request URI of an upgrade; longer is answered 414. 8 KiB, the
     /// common server default (nginx, Apache); websocketpp parses and keeps it.
+    /// websocketpp answers 431 itself, before the guard sees the request, once
+    /// the request line and headers pass its fixed 16000 bytes
+    /// (http::max_header_size): a bound above about 16000 never applies.
     std::size_t max_uri_bytes = 8 * 1024;
     /// Origins whose browser pages may connect ("https://chat.example.com",
-    /// scheme://host[:port], case-insensitive); any other Origin gets 403. A
+    /// scheme://host[:port], case-insensitive); any other Origin gets 403.
+    /// validated() trims each entry's whitespace and one trailing '/', and
+    /// drops a default port (":443" of https and wss, ":80" of http and ws),
+    /// as browsers send none of them; an entry with a path or a '*', or
+    /// without "scheme://host", is an error. A
     /// request without Origin (not a browser) is admitted: a non-browser
     /// client could send any Origin, so the list only stops other sites'
     /// pages from riding on a user's cookies (cross-site WebSocket
@@ -120,7 +128,11 @@ struct GuardOptions {
     std::vector<std::string> allowed_origins{};
     /// WebSocket connections per peer IP address, counted from admission
     /// until the connection closes or fails; past it the handshake is
-    /// answered 503 (plain HTTP requests are not counted).
+    /// answered 503 (plain HTTP requests are not counted). An IPv6 peer is
+    /// counted by its /64 prefix, an IPv4-mapped one by its IPv4 address: an
+    /// ISP gives one subscriber a whole /64, so counting per IPv6 address
+    /// would let one host use 2^64 counts (peer_key() in admission.hpp). A
+    /// peer whose address the transport cannot read (it is gone) is refused.
     /// Refused at the handshake, not with 1013 like max_connections, because
     /// a refused handshake never becomes an open WebSocket connection (no
     /// registry entry, no frame reading, no close handshake to wait for), and
@@ -130,10 +142,55 @@ struct GuardOptions {
     std::size_t max_connections_per_ip = 0;
 };
 
-/// Effect: `o`, checked. Fails: std::invalid_argument naming the first
-/// option that is zero but must be at least 1 (max_connections,
-/// max_message_bytes, max_uri_bytes, max_buffered_bytes, max_pending_handshakes).
-/// Exceptions: std::invalid_argument.
+namespace detail {
+
+// One allowed_origins entry as a browser would send it: trimmed, without a
+// trailing '/' and without its scheme's default port. Fails: std::invalid_argument.
+inline std::string normalized_origin(const std::string& entry) {
+    const auto fail = [&entry](const char* why) {
+        throw std::invalid_argument("wsguard::ServerGuard: allowed_origins entry \"" + entry +
+                                    "\" " + why + " (want scheme://host[:port])");
+    };
+    constexpr const char* space = " \t\r\n\f\v";
+    const auto first = entry.find_first_not_of(space);
+    if (first == std::string::npos) {
+        fail("is empty");
+    }
+    std::string o = entry.substr(first, entry.find_last_not_of(space) - first + 1);
+    if (o.back() == '/') {
+        o.pop_back();
+    }
+    const auto scheme_end = o.find("://");
+    if (scheme_end == std::string::npos || scheme_end == 0) {
+        fail("has no scheme://");
+    }
+    if (o.size() == scheme_end + 3) {
+        fail("has no host");
+    }
+    if (o.find('/', scheme_end + 3) != std::string::npos) {
+        fail("has a path; an Origin never does");
+    }
+    if (o.find('*') != std::string::npos) {
+        fail("has a '*'; every Origin is listed whole");
+    }
+    const std::string_view scheme(o.data(), scheme_end);
+    const bool secure = equal_ignoring_case(scheme, "https") || equal_ignoring_case(scheme, "wss");
+    const bool plain = equal_ignoring_case(scheme, "http") || equal_ignoring_case(scheme, "ws");
+    const std::string_view port = secure ? ":443" : plain ? ":80" : "";
+    if (!port.empty() && o.size() > scheme_end + 3 + port.size() &&
+        std::string_view(o).substr(o.size() - port.size()) == port) {
+        o.resize(o.size() - port.size());
+    }
+    return o;
+}
+
+}  // namespace detail
+
+/// Effect: `o`, checked, with allowed_origins normalised (see there).
+/// Fails: std::invalid_argument naming the first option that is zero but
+/// must be at least 1 (max_connections, max_message_bytes, max_uri_bytes,
+/// max_buffered_bytes, max_pending_handshakes), or an allowed_origins entry that is not an Origin.
+/// Exceptions: std::invalid_argument, std::bad_alloc.
 inline GuardOptions validated(GuardOptions o) {
     if (o.max_connections == 0) {
         throw std::invalid_argument("wsguard::ServerGuard: max_connections must be at least 1");
@@ -150,6 +207,9 @@ inline GuardOptions validated(GuardOptions o) {
     if (o.max_pending_handshakes == 0) {
         throw std::invalid_argument(
             "wsguard::ServerGuard: max_pending_handshakes must be at least 1");
+    }
+    for (std::string& origin : o.allowed_origins) {
+        origin = detail::normalized_origin(origin);
     }
     return o;
 }

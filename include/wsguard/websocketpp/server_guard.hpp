@@ -178,12 +178,14 @@ public:
 
     /// Effect: `hook` runs on every handshake the guard's own checks admit
     /// (admission.hpp); a refusal it returns answers the handshake with its
-    /// status and reason, counted as user_hook. An empty hook removes it.
+    /// status (outside 400..599: 403) and reason, counted as user_hook. A
+    /// hook that throws refuses the handshake with 500, counted as user_hook
+    /// too (websocketpp would not catch it: it would stop the io loop). An
+    /// empty hook removes it.
     /// This, not server.set_validate_handler(), is where user checks go.
     /// Never fails. Thread safety: as the class; a handshake already being
     /// checked may still run the previous hook.
-    /// Exceptions: std::bad_alloc. What the hook throws leaves the io loop
-    /// (websocketpp does not catch it), after its per-IP count is undone.
+    /// Exceptions: std::bad_alloc.
     void set_admission_hook(AdmissionHook hook) { admission_.set_hook(std::move(hook)); }
 
     /// Effect: frames `payload` once as a server data frame; the result can be
