@@ -39,6 +39,7 @@ using Config = wsguard::wspp::asio_lean_single_thread;
 using Loopback = wsguard::test::LoopbackServer<Config>;
 using Server = Loopback::Server;
 using SteadyClock = std::chrono::steady_clock;
+using wsguard::test::eventually;
 
 /// The server accepting through an Acceptor that asks the guard.
 struct AcceptingServer {
@@ -63,18 +64,6 @@ wsguard::wspp::GuardOptions quiet_options() {
     o.ping_interval = 0ms;
     o.idle_timeout = 0ms;
     return o;
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout) {
-    const auto deadline = SteadyClock::now() + timeout;
-    while (!pred()) {
-        if (SteadyClock::now() >= deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-    return true;
 }
 
 /// A POSIX TCP socket, closed on destruction.

@@ -37,6 +37,7 @@ using namespace std::chrono_literals;
 using Config = wsguard::wspp::asio_lean_single_thread;
 using Loopback = wsguard::test::LoopbackServer<Config>;
 using SteadyClock = std::chrono::steady_clock;
+using wsguard::test::eventually;
 using Client = websocketpp::client<websocketpp::config::asio_client>;
 
 constexpr std::size_t limit = 64 * 1024;
@@ -48,19 +49,6 @@ wsguard::wspp::GuardOptions options() {
     o.ping_interval = 0ms;
     o.idle_timeout = 0ms;
     return o;
-}
-
-/// Polls `pred` every 5 ms for at most `timeout`.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout) {
-    const auto deadline = SteadyClock::now() + timeout;
-    while (!pred()) {
-        if (SteadyClock::now() >= deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-    return true;
 }
 
 /// A websocketpp client on its own io thread that opens one connection,
@@ -137,7 +125,7 @@ struct SilentPeer {
                                        std::string(1000, 'x')));
         for (;;) {
             if (auto f = wsguard::test::take_server_frame(inbox)) {
-                return f->first == 0x8 ? wsguard::test::close_code_of(f->second) : 0;
+                return f->opcode == 0x8 ? f->close_code() : 0;
             }
             char chunk[1024];
             std::error_code ec;
@@ -241,7 +229,7 @@ TEST_CASE("a client that fails on a write error sees 1009 for its oversized mess
         std::uint16_t code = ec ? 1006 : 0;
         while (!ec) {
             if (auto f = wsguard::test::take_server_frame(inbox)) {
-                code = f->first == 0x8 ? wsguard::test::close_code_of(f->second) : 0;
+                code = f->opcode == 0x8 ? f->close_code() : 0;
                 break;
             }
             char chunk[4096];

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "chat_server.hpp"
+#include "support/ws_frames.hpp"
 
 #include <websocketpp/client.hpp>
 #include <websocketpp/config/asio_no_tls_client.hpp>
@@ -586,32 +587,6 @@ bool run_until(asio::io_context& io, Socket& sock, const bool& done, Millis time
     return done;
 }
 
-/// Appends one masked client frame to `out` (RFC 6455 section 5.2); `fin`
-/// false makes it a fragment of a message that continues.
-inline void append_client_frame(std::string& out, std::uint8_t opcode, const std::string& payload,
-                                std::uint32_t mask_seed, bool fin = true) {
-    out.push_back(static_cast<char>((fin ? 0x80 : 0x00) | opcode));
-    const std::size_t n = payload.size();
-    if (n < 126) {
-        out.push_back(static_cast<char>(0x80 | n));
-    } else if (n <= 0xFFFF) {
-        out.push_back(static_cast<char>(0x80 | 126));
-        out.push_back(static_cast<char>((n >> 8) & 0xFF));
-        out.push_back(static_cast<char>(n & 0xFF));
-    } else {
-        out.push_back(static_cast<char>(0x80 | 127));
-        for (int shift = 56; shift >= 0; shift -= 8) {
-            out.push_back(static_cast<char>((static_cast<std::uint64_t>(n) >> shift) & 0xFF));
-        }
-    }
-    const char mask[4] = {static_cast<char>(mask_seed >> 24), static_cast<char>(mask_seed >> 16),
-                          static_cast<char>(mask_seed >> 8), static_cast<char>(mask_seed)};
-    out.append(mask, 4);
-    for (std::size_t i = 0; i < n; ++i) {
-        out.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
-    }
-}
-
 /// A WebSocket client on a bare TCP socket with a hand-written handshake. It
 /// reads the handshake response and then only what the test asks for, so it
 /// can play a reader that stopped reading. Synchronous, test thread only.
@@ -620,19 +595,7 @@ public:
     RawWsClient() : sock_(io_) {}
 
     /// One frame as the server sent it (unmasked).
-    struct Frame {
-        std::uint8_t opcode = 0;
-        bool fin = false;
-        std::string payload;
-        /// The status code of a close frame; 1005 (none) if it has no payload.
-        std::uint16_t close_code() const {
-            if (payload.size() < 2) {
-                return 1005;
-            }
-            return static_cast<std::uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
-                                              static_cast<unsigned char>(payload[1]));
-        }
-    };
+    using Frame = ServerFrame;
 
     /// Connects with SO_RCVBUF = `receive_buffer` (0: the system's) and does
     /// the opening handshake. True on "101 Switching Protocols".
@@ -640,11 +603,7 @@ public:
         if (!connect_tcp(port, receive_buffer, timeout)) {
             return false;
         }
-        const std::string request =
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        if (!write(request, timeout)) {
+        if (!write(upgrade_request(port), timeout)) {
             return false;
         }
         bool done = false;
@@ -788,34 +747,7 @@ private:
     }
 
     // Takes one whole server frame off the front of inbox_, if there is one.
-    std::optional<Frame> parse_frame() {
-        const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(inbox_[i]); };
-        if (inbox_.size() < 2) {
-            return std::nullopt;
-        }
-        std::size_t at = 2;
-        std::uint64_t n = byte(1) & 0x7F;
-        const std::size_t extra = n == 126 ? 2 : n == 127 ? 8 : 0;
-        if (inbox_.size() < at + extra) {
-            return std::nullopt;
-        }
-        if (extra > 0) {
-            n = 0;
-            for (std::size_t i = 0; i < extra; ++i) {
-                n = (n << 8) | byte(at + i);
-            }
-            at += extra;
-        }
-        if (inbox_.size() - at < n) {
-            return std::nullopt;
-        }
-        Frame f;
-        f.fin = (byte(0) & 0x80) != 0;
-        f.opcode = byte(0) & 0x0F;
-        f.payload = inbox_.substr(at, static_cast<std::size_t>(n));
-        inbox_.erase(0, at + static_cast<std::size_t>(n));
-        return f;
-    }
+    std::optional<Frame> parse_frame() { return take_server_frame(inbox_); }
 
     asio::io_context io_;
     asio::ip::tcp::socket sock_;
