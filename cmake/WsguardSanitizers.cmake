@@ -20,6 +20,11 @@ set(_wsguard_san_flags "-fsanitize=${WSGUARD_SANITIZE}" -fno-omit-frame-pointer 
 if("undefined" IN_LIST _wsguard_sanitizers)
   # A UBSan finding fails the test instead of printing and carrying on.
   list(APPEND _wsguard_san_flags -fno-sanitize-recover=undefined)
+  # Not the vptr check: it probes an object's memory through a pipe, so in a
+  # process that has used every file descriptor (tests/test_acceptor.cpp does,
+  # on purpose) any virtual call is reported as a false "invalid vptr". The
+  # rest of UBSan, and ASan's checks of the same objects, stay on.
+  list(APPEND _wsguard_san_flags -fno-sanitize=vptr)
 endif()
 if("thread" IN_LIST _wsguard_sanitizers AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   # gcc 12 warns (-Wtsan) that TSan does not model std::atomic_thread_fence,

@@ -56,6 +56,8 @@ struct AcceptingServer {
     ~AcceptingServer() {
         acceptor->stop();
         loopback.stop();
+        // Before the server (its io_context, the acceptor's timer's service) goes.
+        acceptor.reset();
     }
 };
 

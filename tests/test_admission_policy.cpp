@@ -55,6 +55,14 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
     release_block(p);
 }
+// The nothrow forms too (std::stable_sort's buffer): a block from the
+// sanitizer's nothrow new freed by the delete above is a mismatch.
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    return std::malloc(size == 0 ? 1 : size);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+    release_block(p);
+}
 
 namespace {
 
