@@ -247,36 +247,36 @@ TEST_CASE("peer_key: IPv4-mapped is IPv4, IPv6 its /64, Unknown none, other text
 TEST_CASE("PeerCounts bounds each address and erases it with its last connection", "[admission]") {
     PeerCounts<wsguard::NullMutex> t;
     int a1, a2, a3, b1;
-    CHECK(t.try_acquire(&a1, "10.0.0.1", 2));
-    CHECK(t.try_acquire(&a2, "10.0.0.1", 2));
-    CHECK_FALSE(t.try_acquire(&a3, "10.0.0.1", 2));
-    CHECK(t.try_acquire(&a2, "10.0.0.1", 2));  // counted already: not twice
-    CHECK(t.try_acquire(&b1, "10.0.0.2", 2));  // per address
-    CHECK(t.count("10.0.0.1") == 2);
+    CHECK(t.try_acquire(&a1, "127.0.0.11", 2));
+    CHECK(t.try_acquire(&a2, "127.0.0.11", 2));
+    CHECK_FALSE(t.try_acquire(&a3, "127.0.0.11", 2));
+    CHECK(t.try_acquire(&a2, "127.0.0.11", 2));  // counted already: not twice
+    CHECK(t.try_acquire(&b1, "127.0.0.12", 2));  // per address
+    CHECK(t.count("127.0.0.11") == 2);
     CHECK(t.addresses() == 2);
     CHECK(t.connections() == 3);
 
     t.release(&a1);
     t.release(&a1);  // idempotent
     t.release(&a3);  // never counted: nothing
-    CHECK(t.count("10.0.0.1") == 1);
-    CHECK(t.try_acquire(&a3, "10.0.0.1", 2));
+    CHECK(t.count("127.0.0.11") == 1);
+    CHECK(t.try_acquire(&a3, "127.0.0.11", 2));
     t.release(&a2);
     t.release(&a3);
     t.release(&b1);
     CHECK(t.addresses() == 0);
     CHECK(t.connections() == 0);
-    CHECK(t.count("10.0.0.1") == 0);
+    CHECK(t.count("127.0.0.11") == 0);
 }
 
 TEST_CASE("PeerCounts: an allocation failing in try_acquire leaves no count behind",
           "[admission]") {
     PeerCounts<wsguard::NullMutex> t;
     int held, c;
-    REQUIRE(t.try_acquire(&held, "10.0.0.1", 3));
+    REQUIRE(t.try_acquire(&held, "127.0.0.11", 3));
     int failures = 0;
     // Every allocation try_acquire makes, for a new address and a known one.
-    for (const char* address : {"10.0.0.9", "10.0.0.1"}) {
+    for (const char* address : {"127.0.0.19", "127.0.0.11"}) {
         for (int n = 1; n <= 8; ++n) {
             INFO(address << ", allocation " << n);
             fail_after = n;
@@ -291,8 +291,8 @@ TEST_CASE("PeerCounts: an allocation failing in try_acquire leaves no count behi
                 t.release(&c);
             }
             CHECK(t.connections() == 1);
-            CHECK(t.count("10.0.0.1") == 1);
-            CHECK(t.count("10.0.0.9") == 0);
+            CHECK(t.count("127.0.0.11") == 1);
+            CHECK(t.count("127.0.0.19") == 0);
             CHECK(t.addresses() == 1);
         }
     }
@@ -311,7 +311,7 @@ TEST_CASE("PeerCounts under churn on four threads returns to empty", "[admission
         pool.emplace_back([&, i] {
             int slots[per_thread];
             for (int r = 0; r < rounds; ++r) {
-                const std::string address = "10.0.0." + std::to_string(r % 3);
+                const std::string address = "127.0.0." + std::to_string(20 + r % 3);
                 bool held[per_thread] = {};
                 for (int k = 0; k < per_thread; ++k) {
                     held[k] = t.try_acquire(&slots[k], address, limit);

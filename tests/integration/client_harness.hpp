@@ -587,6 +587,19 @@ bool run_until(asio::io_context& io, Socket& sock, const bool& done, Millis time
     return done;
 }
 
+/// Connects `sock` to `address`:`port`, running `io` for at most `timeout`;
+/// true once connected.
+inline bool connect_within(asio::io_context& io, asio::ip::tcp::socket& sock,
+                           const asio::ip::address& address, std::uint16_t port, Millis timeout) {
+    bool done = false;
+    std::error_code result;
+    sock.async_connect({address, port}, [&](const std::error_code& e) {
+        result = e;
+        done = true;
+    });
+    return run_until(io, sock, done, timeout) && !result;
+}
+
 /// A WebSocket client on a bare TCP socket with a hand-written handshake. It
 /// reads the handshake response and then only what the test asks for, so it
 /// can play a reader that stopped reading. Synchronous, test thread only.
@@ -633,14 +646,7 @@ public:
             // Before connect, so the window the kernel advertises is small from the start.
             sock_.set_option(asio::socket_base::receive_buffer_size(receive_buffer), ec);
         }
-        bool done = false;
-        std::error_code result;
-        sock_.async_connect({asio::ip::make_address("127.0.0.1"), port},
-                            [&](const std::error_code& e) {
-                                result = e;
-                                done = true;
-                            });
-        return run_until(io_, sock_, done, timeout) && !result;
+        return connect_within(io_, sock_, asio::ip::make_address("127.0.0.1"), port, timeout);
     }
 
     /// Sends one text frame; true if written within `timeout`.
@@ -795,19 +801,14 @@ inline std::optional<HttpResponse> http_request_to(const asio::ip::address& addr
                                                    Millis timeout = prompt_wait) {
     asio::io_context io;
     asio::ip::tcp::socket sock(io);
-    bool done = false;
-    std::error_code result;
-    sock.async_connect({address, port}, [&](const std::error_code& e) {
-        result = e;
-        done = true;
-    });
-    if (!run_until(io, sock, done, timeout) || result) {
+    if (!connect_within(io, sock, address, port, timeout)) {
         return std::nullopt;
     }
     const std::string request = method + " " + path +
                                 " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                                 "\r\nContent-Length: 0\r\nConnection: close\r\n" + headers + "\r\n";
-    done = false;
+    bool done = false;
+    std::error_code result;
     asio::async_write(sock, asio::buffer(request), [&](const std::error_code& e, std::size_t) {
         result = e;
         done = true;

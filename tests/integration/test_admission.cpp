@@ -34,6 +34,7 @@
 #include "support/sanitizers.hpp"
 
 using nlohmann::json;
+using wsguard::test::connect_within;
 using wsguard::test::HttpResponse;
 using wsguard::test::Millis;
 using wsguard::test::prompt_wait;
@@ -93,14 +94,7 @@ public:
         if (ec) {
             return false;
         }
-        bool done = false;
-        std::error_code result;
-        sock_.async_connect({asio::ip::make_address("127.0.0.1"), port},
-                            [&](const std::error_code& e) {
-                                result = e;
-                                done = true;
-                            });
-        return run_until(io_, sock_, done, prompt_wait) && !result;
+        return connect_within(io_, sock_, asio::ip::make_address("127.0.0.1"), port, prompt_wait);
     }
 
     /// Writes `head` then `body` while reading the response head, which a
