@@ -131,7 +131,7 @@ TEST_CASE("the guard reports a room's first join and last leave, closes included
     CHECK(guard.stats().memberships == 0);
 }
 
-TEST_CASE("parse_redis_url accepts redis://host[:port] and nothing else", "[room_bridge]") {
+TEST_CASE("parse_redis_url accepts redis://[[user]:password@]host[:port] and says why it refuses the rest", "[room_bridge]") {
     using wsguard::wspp::parse_redis_url;
     auto a = parse_redis_url("redis://127.0.0.1:6380");
     REQUIRE(a);
@@ -147,10 +147,28 @@ TEST_CASE("parse_redis_url accepts redis://host[:port] and nothing else", "[room
     CHECK(a->port == 7000);
     for (const char* bad :
          {"", "127.0.0.1:6379", "http://h:1", "redis://", "redis://h:", "redis://h:0",
-          "redis://h:65536", "redis://h:12x", "redis://u:p@h:1", "redis://h:1/2", "redis://[::1"}) {
+          "redis://h:65536", "redis://h:12x", "redis://u@h:1", "redis://:@h:1", "redis://:%zz@h",
+          "redis://:%4@h", "redis://h:1/2", "redis://h?db=1", "redis://[::1", "rediss://h:1"}) {
         INFO(bad);
-        CHECK_FALSE(parse_redis_url(bad));
+        std::string why;
+        CHECK_FALSE(parse_redis_url(bad, &why));
+        CHECK_FALSE(why.empty());
     }
+    std::string why;
+    CHECK_FALSE(parse_redis_url("rediss://cache:6380", &why));
+    CHECK(why.find("TLS") != std::string::npos);
+    // Credentials: AUTH password, or an ACL user and password; percent-decoded.
+    a = parse_redis_url("redis://:s%40cret@127.0.0.1:6380");
+    REQUIRE(a);
+    CHECK(a->host == "127.0.0.1");
+    CHECK(a->port == 6380);
+    CHECK(a->username.empty());
+    CHECK(a->password == "s@cret");
+    a = parse_redis_url("redis://app:pw:x@[::1]");
+    REQUIRE(a);
+    CHECK(a->host == "::1");
+    CHECK(a->username == "app");
+    CHECK(a->password == "pw:x");
     const std::string id = wsguard::wspp::default_node_id();
     CHECK(id.find('\n') == std::string::npos);
     CHECK(id.find('-') != std::string::npos);

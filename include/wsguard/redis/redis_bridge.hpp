@@ -50,6 +50,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -67,19 +68,97 @@ namespace wsguard::wspp {
 struct RedisAddress {
     std::string host = "127.0.0.1";
     int port = 6379;
+    /// AUTH on every connection when not empty (Redis 6 ACL user when
+    /// username is set too). Never logged, never in stats.
+    std::string username;
+    std::string password;
 };
 
-/// Effect: parses "redis://host[:port][/]" (port 6379 when absent; an IPv6
-/// host in brackets, "redis://[::1]:6379").
-/// Fails: std::nullopt on any other shape (another scheme, a bad port,
-/// credentials or a database number, which this bridge does not support).
+/// Effect: `s` with every %XX decoded; std::nullopt on a bad escape.
+inline std::optional<std::string> percent_decoded(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    const auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') {
+            return c - '0';
+        }
+        if (c >= 'a' && c <= 'f') {
+            return c - 'a' + 10;
+        }
+        if (c >= 'A' && c <= 'F') {
+            return c - 'A' + 10;
+        }
+        return -1;
+    };
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '%') {
+            out.push_back(s[i]);
+            continue;
+        }
+        if (i + 2 >= s.size()) {
+            return std::nullopt;
+        }
+        const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+        if (hi < 0 || lo < 0) {
+            return std::nullopt;
+        }
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return out;
+}
+
+/// Effect: parses "redis://[[user]:password@]host[:port][/]" (port 6379 when
+/// absent; an IPv6 host in brackets, "redis://[::1]:6379"; user and password
+/// percent-decoded).
+/// Fails: std::nullopt on any other shape, with the reason in `*error` when
+/// given: another scheme (rediss://, TLS, is not supported), a bad port, a
+/// database number (pub/sub ignores databases), a query.
 /// Thread safety: Safe. Exceptions: std::bad_alloc.
-inline std::optional<RedisAddress> parse_redis_url(std::string_view url) {
-    constexpr std::string_view scheme = "redis://";
-    if (url.substr(0, scheme.size()) != scheme) {
+inline std::optional<RedisAddress> parse_redis_url(std::string_view url,
+                                                   std::string* error = nullptr) {
+    const auto fail = [error](const char* why) -> std::optional<RedisAddress> {
+        if (error != nullptr) {
+            *error = why;
+        }
         return std::nullopt;
+    };
+    constexpr std::string_view scheme = "redis://";
+    if (url.substr(0, 9) == "rediss://") {
+        return fail(
+            "rediss:// (TLS to Redis) is not supported: reach Redis over a private network or "
+            "a TLS tunnel (stunnel, spiped) and give its redis:// address");
+    }
+    if (url.substr(0, scheme.size()) != scheme) {
+        return fail("a Redis URL starts with redis://");
     }
     url.remove_prefix(scheme.size());
+    RedisAddress credentials;
+    if (const auto at = url.rfind('@'); at != std::string_view::npos) {
+        const std::string_view userinfo = url.substr(0, at);
+        url.remove_prefix(at + 1);
+        const auto colon = userinfo.find(':');
+        if (colon == std::string_view::npos) {
+            return fail("credentials in a Redis URL are user:password@ or :password@");
+        }
+        const auto user = percent_decoded(userinfo.substr(0, colon));
+        const auto password = percent_decoded(userinfo.substr(colon + 1));
+        if (!user || !password) {
+            return fail("bad percent-encoding in the Redis URL's credentials");
+        }
+        if (password->empty()) {
+            return fail("the Redis URL names credentials with an empty password");
+        }
+        credentials.username = *user;
+        credentials.password = *password;
+    }
+    if (url.find_first_of("?#") != std::string_view::npos) {
+        return fail("a Redis URL for the bridge takes no query or fragment");
+    }
+    if (const auto slash = url.find('/');
+        slash != std::string_view::npos && slash + 1 < url.size()) {
+        return fail("a database number is meaningless for pub/sub: give redis://host[:port]");
+    }
     if (!url.empty() && url.back() == '/') {
         url.remove_suffix(1);
     }
@@ -106,18 +185,20 @@ inline std::optional<RedisAddress> parse_redis_url(std::string_view url) {
         }
     }
     if (a.host.empty() || a.host.find_first_of("/@?#") != std::string::npos) {
-        return std::nullopt;
+        return fail("the Redis URL has no usable host");
     }
     if (!port.empty() || url.find(':') != std::string_view::npos) {
         if (port.empty() || port.size() > 5 ||
             port.find_first_not_of("0123456789") != std::string_view::npos) {
-            return std::nullopt;
+            return fail("the Redis URL's port is not a number from 1 to 65535");
         }
         a.port = std::stoi(std::string(port));
         if (a.port < 1 || a.port > 65535) {
-            return std::nullopt;
+            return fail("the Redis URL's port is not a number from 1 to 65535");
         }
     }
+    a.username = std::move(credentials.username);
+    a.password = std::move(credentials.password);
     return a;
 }
 
@@ -150,9 +231,25 @@ struct RedisBridgeOptions {
     std::chrono::milliseconds reconnect_min{100};
     /// 1 s: remote delivery resumes within about a second of Redis returning.
     std::chrono::milliseconds reconnect_max{1000};
-    /// A connection attempt that takes longer is abandoned (hiredis 0.14 has no
-    /// async connect timeout of its own).
+    /// A connection attempt (name resolution, TCP connect, AUTH and a PING
+    /// answered) that takes longer is abandoned and retried with backoff.
     std::chrono::milliseconds connect_timeout{1000};
+    /// Bytes of PUBLISH commands sent but not acknowledged at most, with
+    /// max_in_flight: what a stalled Redis can hold of this node's memory
+    /// beyond the queue. 1 MiB.
+    std::size_t max_in_flight_bytes = 1u << 20;
+    /// A command unanswered for this long means the connection is dead (a
+    /// stopped or wedged Redis keeps TCP open): it is dropped, its publishes
+    /// counted as connection_lost, and the bridge reconnects.
+    std::chrono::milliseconds reply_timeout{2000};
+    /// One reply from Redis larger than this (a message is at most the
+    /// payload plus its channel and node id) breaks the connection as a
+    /// protocol error instead of being buffered. 16 MiB.
+    std::size_t max_reply_bytes = 16u << 20;
+    /// Called with one line when the bridge loses Redis or cannot reach it
+    /// (once per outage, with the reason) and when it is back (with how long it
+    /// was down). Under the bridge's lock: do not call the bridge from it.
+    std::function<void(const std::string&)> on_warning;
 };
 
 namespace detail {

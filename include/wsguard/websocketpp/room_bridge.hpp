@@ -20,6 +20,7 @@
 #include <wsguard/bounded_message_queue.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -84,6 +85,17 @@ inline const char* to_string(PublishStatus s) noexcept {
     return "unknown";
 }
 
+/// Why publishes never reached the broker, one count per cause; they sum to
+/// BridgeStats::failed.
+struct PublishFailures {
+    std::uint64_t too_large = 0;        ///< larger than the outgoing queue's max_bytes
+    std::uint64_t queue_full = 0;       ///< dropped (oldest first) from the full outgoing queue
+    std::uint64_t expired = 0;          ///< waited in the queue longer than its max_age
+    std::uint64_t connection_lost = 0;  ///< in flight when the connection dropped or timed out
+    std::uint64_t refused = 0;          ///< the broker answered with an error
+    std::uint64_t stopped = 0;          ///< published after stop(), or queued when it came
+};
+
 /// A snapshot of every count a bridge holds. Balance, once the queue is empty
 /// and nothing is in flight: publish_calls == published + failed (+ local_only
 /// for LocalBridge).
@@ -107,7 +119,24 @@ struct BridgeStats {
     std::uint64_t disconnects = 0;       ///< established connections lost
     std::uint64_t connect_failures = 0;  ///< connection attempts that failed or timed out
     QueueStats queue{};                  ///< the outgoing queue (zeros for LocalBridge)
+    PublishFailures failures{};          ///< failed, by cause
+    std::uint64_t in_flight_bytes = 0;   ///< bytes of the commands in flight
+    std::uint64_t invalid_utf8 = 0;      ///< received text that is not UTF-8: dropped
+    std::uint64_t not_followed = 0;      ///< received for a room with no member here: skipped
+    std::uint64_t protocol_errors = 0;   ///< connections dropped for a reply outside the protocol
+    std::uint64_t reply_timeouts = 0;    ///< connections dropped for a reply that came too late
+    /// How long the broker has been unusable (since the bridge started, or since
+    /// the connection was lost); zero while connected, and for LocalBridge.
+    std::chrono::milliseconds down_for{0};
+    std::string last_error;  ///< why the last connection failed or dropped; "" if none
 };
+
+/// Effect: true when the bridge can carry room messages: no broker needed
+/// (local) or connected. What a readiness probe asks.
+/// Never fails. Thread safety: Safe. Exceptions: nothrow.
+inline bool bridge_ready(const BridgeStats& s) noexcept {
+    return s.state == BridgeState::local || s.state == BridgeState::connected;
+}
 
 /// Effect: hands `payload`, published by another node to `room`, to this
 /// node's members of `room` (typically guard.broadcast_local(room, payload, 0)).
