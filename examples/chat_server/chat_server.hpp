@@ -47,6 +47,7 @@ struct ServerOptions {
     std::string bind_address = "0.0.0.0";
     /// With it, /, /stats, /metrics and /history answer only requests with
     /// "Authorization: Bearer <token>"; without it, only loopback peers.
+    /// /healthz and /readyz answer anyone (the last error for admins only).
     std::string admin_token;
     /// What the server logs; every event of a single peer (a vanished
     /// client, a refused handshake) is debug (see wsguard/websocketpp/logger.hpp).
