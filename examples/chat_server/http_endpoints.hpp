@@ -170,7 +170,8 @@ inline std::string stats_json(const ServerSnapshot& s) {
     j["growth"] = std::move(growth);
     // The health report has one writer, the library's: its JSON goes in as
     // written (serialized once), as the last member.
-    std::string out = j.dump(2);
+    // Replaced, not thrown on: text that is not UTF-8 (a last error, a node id).
+    std::string out = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     out.pop_back();  // the closing brace
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
         out.pop_back();
@@ -465,10 +466,11 @@ HttpResponse respond(std::string_view method, std::string_view resource, Source&
         content("application/json", "{\"status\":\"ok\"}");
     } else if (path == "/readyz") {
         const nlohmann::ordered_json j = readiness_json(source.readiness(), admin);
-        if (!j["ready"].get<bool>()) {
+        if (!j.at("ready").get<bool>()) {
             r.status = websocketpp::http::status_code::service_unavailable;
         }
-        content("application/json", j.dump());
+        content("application/json",
+                j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
     } else if (path == "/stats") {
         content("application/json", stats_json(source.snapshot()));
     } else if (path == "/metrics") {

@@ -108,6 +108,13 @@ TEST_CASE("/readyz: 200 when ready, 503 with reasons when the bridge is down or 
     REQUIRE(j["reasons"].size() == 1);
     CHECK(j["reasons"][0] == "bridge disconnected: " + src.ready.bridge.last_error);
 
+    // A last error that is not UTF-8 is replaced, not thrown on.
+    src.ready.bridge.last_error = "bad \xff\xfe bytes";
+    r = chat::respond("GET", "/readyz", src, true);
+    CHECK(json::parse(r.body, nullptr, false).is_object());
+    src.snap.bridge = src.ready.bridge;
+    CHECK(json::parse(chat::respond("GET", "/stats", src, true).body, nullptr, false).is_object());
+
     for (BridgeState s : {BridgeState::connecting, BridgeState::stopped}) {
         src.ready.bridge.state = s;
         r = chat::respond("GET", "/readyz?verbose=1", src, false);
