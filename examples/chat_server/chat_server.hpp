@@ -315,10 +315,14 @@ private:
             return nullptr;
         }
 #ifdef WSGUARD_HAVE_HIREDIS
-        const auto address = wsguard::wspp::parse_redis_url(options_.redis_url);
+        std::string why;
+        const auto address = wsguard::wspp::parse_redis_url(options_.redis_url, &why);
         if (!address) {
-            throw std::invalid_argument("bad Redis URL '" + options_.redis_url +
-                                        "': expected redis://host[:port]");
+            // The URL is echoed only when it cannot hold a password.
+            const bool secret = options_.redis_url.find('@') != std::string::npos;
+            throw std::invalid_argument(
+                "bad Redis URL" + (secret ? std::string() : " '" + options_.redis_url + "'") +
+                ": " + why + " (expected redis://[[user]:password@]host[:port])");
         }
         wsguard::wspp::RedisBridgeOptions bo;
         bo.address = *address;

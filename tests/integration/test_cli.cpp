@@ -241,6 +241,26 @@ TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stde
     }
 }
 
+TEST_CASE("chat_server refuses a Redis URL it cannot use, says why, and never echoes a password",
+          "[cli]") {
+    struct Case {
+        const char* url;
+        const char* reason;
+    };
+    for (const Case& c : {Case{"rediss://cache.example:6380", "TLS"},
+                          Case{"redis://:sekret-pw@127.0.0.1:6379/3", "database"},
+                          Case{"redis://app@127.0.0.1", "credentials"},
+                          Case{"http://127.0.0.1:6379", "redis://"}}) {
+        INFO(c.url);
+        std::string out, err;
+        CHECK(exit_code_of({"--port", "0", "--redis", c.url}, &out, &err) == 2);
+        CHECK(err.find(c.reason) != std::string::npos);
+        CHECK(err.find("sekret-pw") == std::string::npos);
+        CHECK(out.find("sekret-pw") == std::string::npos);
+        CHECK(out.find("listening") == std::string::npos);
+    }
+}
+
 TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
     std::string out, err;
     REQUIRE(exit_code_of({"--help"}, &out, &err) == 0);
