@@ -151,7 +151,10 @@ TEST_CASE(
     for (const char* bad :
          {"", "127.0.0.1:6379", "http://h:1", "redis://", "redis://h:", "redis://h:0",
           "redis://h:65536", "redis://h:12x", "redis://u@h:1", "redis://:@h:1", "redis://:%zz@h",
-          "redis://:%4@h", "redis://h:1/2", "redis://h?db=1", "redis://[::1", "rediss://h:1"}) {
+          "redis://:%4@h", "redis://h:1/2", "redis://h?db=1", "redis://[::1", "rediss://h:1",
+          // An '@' after the authority is not a credentials separator.
+          "redis://a:b@host#x:y@evil", "redis://a:b@host/?q=1@x:y@evil", "redis://ho st",
+          "redis://host\n", "redis://[host]", "redis://[127.0.0.1]"}) {
         INFO(bad);
         std::string why;
         CHECK_FALSE(parse_redis_url(bad, &why));
@@ -167,6 +170,10 @@ TEST_CASE(
     CHECK(a->port == 6380);
     CHECK(a->username.empty());
     CHECK(a->password == "s@cret");
+    a = parse_redis_url("REDIS://Cache-1.internal_x:7001/");
+    REQUIRE(a);
+    CHECK(a->host == "Cache-1.internal_x");
+    CHECK(a->port == 7001);
     a = parse_redis_url("redis://app:pw:x@[::1]");
     REQUIRE(a);
     CHECK(a->host == "::1");

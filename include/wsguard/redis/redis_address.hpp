@@ -6,6 +6,9 @@
 // before anything starts.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -58,9 +61,9 @@ inline std::optional<std::string> percent_decoded(std::string_view s) {
     return out;
 }
 
-/// Effect: parses "redis://[[user]:password@]host[:port][/]" (port 6379 when
-/// absent; an IPv6 host in brackets, "redis://[::1]:6379"; user and password
-/// percent-decoded).
+/// Effect: parses "redis://[[user]:password@]host[:port][/]" (the scheme in
+/// any case; port 6379 when absent; an IPv6 host in brackets,
+/// "redis://[::1]:6379"; user and password percent-decoded).
 /// Fails: std::nullopt on any other shape, with the reason in `*error` when
 /// given: another scheme (rediss://, TLS, is not supported), a bad port, a
 /// database number (pub/sub ignores databases), a query.
@@ -73,16 +76,34 @@ inline std::optional<RedisAddress> parse_redis_url(std::string_view url,
         }
         return std::nullopt;
     };
-    constexpr std::string_view scheme = "redis://";
-    if (url.substr(0, 9) == "rediss://") {
+    const auto lower_prefix = [url](std::size_t n) {
+        std::string p(url.substr(0, n));
+        for (char& c : p) {
+            c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        }
+        return p;
+    };
+    if (lower_prefix(9) == "rediss://") {
         return fail(
             "rediss:// (TLS to Redis) is not supported: reach Redis over a private network or "
             "a TLS tunnel (stunnel, spiped) and give its redis:// address");
     }
-    if (url.substr(0, scheme.size()) != scheme) {
+    if (lower_prefix(8) != "redis://") {
         return fail("a Redis URL starts with redis://");
     }
-    url.remove_prefix(scheme.size());
+    url.remove_prefix(8);
+    // The authority ends at the first '/', '?' or '#' (RFC 3986 3.2): an '@'
+    // after it is not a credentials separator.
+    const auto authority_end = url.find_first_of("/?#");
+    const std::string_view rest =
+        authority_end == std::string_view::npos ? std::string_view() : url.substr(authority_end);
+    url = url.substr(0, authority_end);
+    if (rest.find_first_of("?#") != std::string_view::npos) {
+        return fail("a Redis URL for the bridge takes no query or fragment");
+    }
+    if (rest.size() > 1) {
+        return fail("a database number is meaningless for pub/sub: give redis://host[:port]");
+    }
     RedisAddress credentials;
     if (const auto at = url.rfind('@'); at != std::string_view::npos) {
         const std::string_view userinfo = url.substr(0, at);
@@ -102,19 +123,10 @@ inline std::optional<RedisAddress> parse_redis_url(std::string_view url,
         credentials.username = *user;
         credentials.password = *password;
     }
-    if (url.find_first_of("?#") != std::string_view::npos) {
-        return fail("a Redis URL for the bridge takes no query or fragment");
-    }
-    if (const auto slash = url.find('/');
-        slash != std::string_view::npos && slash + 1 < url.size()) {
-        return fail("a database number is meaningless for pub/sub: give redis://host[:port]");
-    }
-    if (!url.empty() && url.back() == '/') {
-        url.remove_suffix(1);
-    }
     RedisAddress a;
     std::string_view port;
-    if (!url.empty() && url.front() == '[') {
+    const bool bracketed = !url.empty() && url.front() == '[';
+    if (bracketed) {
         const auto close = url.find(']');
         if (close == std::string_view::npos) {
             return fail("an IPv6 host in a Redis URL is written [address]");
@@ -134,8 +146,15 @@ inline std::optional<RedisAddress> parse_redis_url(std::string_view url,
             port = url.substr(colon + 1);
         }
     }
-    if (a.host.empty() || a.host.find_first_of("/@?#") != std::string::npos) {
-        return fail("the Redis URL has no usable host");
+    if (bracketed) {
+        in6_addr ignored{};
+        if (::inet_pton(AF_INET6, a.host.c_str(), &ignored) != 1) {
+            return fail("the Redis URL's [host] is not an IPv6 address");
+        }
+    } else if (a.host.empty() ||
+               a.host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789.-_") != std::string::npos) {
+        return fail("the Redis URL's host is not a host name or an IPv4 address");
     }
     if (!port.empty() || url.find(':') != std::string_view::npos) {
         if (port.empty() || port.size() > 5 ||

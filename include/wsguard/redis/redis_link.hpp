@@ -21,11 +21,9 @@
 
 #include <wsguard/redis/redis_address.hpp>
 
-#include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/write.hpp>
 
 #include <hiredis/hiredis.h>
 
@@ -110,26 +108,71 @@ struct Resolution {
     }
 };
 
-/// hiredis' default reply functions, with arrays capped: a "*2000000000"
-/// header would otherwise calloc 16 GB before a single element arrives.
+/// What one reply may allocate. hiredis builds a reply as it parses and
+/// discards the bytes it parsed, so a bound on unparsed bytes alone would let
+/// the finished elements of one unfinished reply grow without end.
+struct ReplyBudget {
+    std::size_t used = 0;
+    std::size_t limit = 0;
+    const char* refused = nullptr;  ///< why the reply was refused, if it was
+};
+
+/// hiredis' default reply functions, charging every object to the reader's
+/// ReplyBudget (its privdata, which hiredis copies into each task): a reply
+/// past the budget, an array inside an array (Redis never sends the bridge
+/// one) or an array of more than max_elements is refused before it is
+/// allocated, and the reader fails.
 struct BoundedReplyFunctions {
-    static constexpr int max_elements = 64;
+    static constexpr int max_elements = 8;
     redisReplyObjectFunctions functions{};
-    void* (*create_array)(const redisReadTask*, int) = nullptr;
+    redisReplyObjectFunctions defaults{};
+
+    static bool charge(const redisReadTask* task, std::size_t bytes) {
+        auto* budget = static_cast<ReplyBudget*>(task->privdata);
+        if (budget == nullptr) {
+            return true;
+        }
+        if (budget->used + bytes > budget->limit) {
+            budget->refused = "a reply larger than max_reply_bytes";
+            return false;
+        }
+        budget->used += bytes;
+        return true;
+    }
+
+    static void* create_array(const redisReadTask* task, int elements) {
+        if (task->parent != nullptr || elements > max_elements) {
+            if (auto* budget = static_cast<ReplyBudget*>(task->privdata)) {
+                budget->refused = "a nested array, or an array of more than 8 elements";
+            }
+            return nullptr;
+        }
+        const auto n = static_cast<std::size_t>(elements < 0 ? 0 : elements);
+        if (!charge(task, sizeof(redisReply) + n * sizeof(redisReply*))) {
+            return nullptr;
+        }
+        return instance().defaults.createArray(task, elements);
+    }
+
+    static void* create_string(const redisReadTask* task, char* str, size_t len) {
+        if (!charge(task, sizeof(redisReply) + len + 1)) {
+            return nullptr;
+        }
+        return instance().defaults.createString(task, str, len);
+    }
 
     static BoundedReplyFunctions& instance() {
         static BoundedReplyFunctions f = [] {
             BoundedReplyFunctions b;
             redisReader* r = redisReaderCreate();
-            b.functions = *r->fn;
+            if (r == nullptr) {
+                throw std::bad_alloc();
+            }
+            b.defaults = *r->fn;
             redisReaderFree(r);
-            b.create_array = b.functions.createArray;
-            b.functions.createArray = [](const redisReadTask* task, int elements) -> void* {
-                if (elements > max_elements) {
-                    return nullptr;  // the reader reports an error; the link drops
-                }
-                return instance().create_array(task, elements);
-            };
+            b.functions = b.defaults;
+            b.functions.createArray = &create_array;
+            b.functions.createString = &create_string;
             return b;
         }();
         return f;
@@ -163,7 +206,8 @@ public:
           lock_(std::move(lock)),
           owner_(&owner),
           max_reply_bytes_(max_reply_bytes),
-          deadline_(io) {}
+          deadline_(io),
+          poll_(io) {}
 
     RedisLink(const RedisLink&) = delete;
     RedisLink& operator=(const RedisLink&) = delete;
@@ -187,9 +231,16 @@ public:
         }
         // A resolution still running from an earlier attempt (a resolver that
         // never answers) is waited on again, not duplicated: one thread at most.
-        if (!resolution_ || resolution_host_ != address.host) {
-            resolution_ = detail::Resolution::start(address.host, address.port);
-            resolution_host_ = address.host;
+        const std::string key = address.host + ":" + std::to_string(address.port);
+        if (!resolution_ || resolution_key_ != key) {
+            try {
+                resolution_ = detail::Resolution::start(address.host, address.port);
+            } catch (const std::exception& e) {  // no thread to be had (EAGAIN)
+                fail(LinkFailure::connect,
+                     "cannot resolve '" + address.host + "': no resolver thread: " + e.what());
+                return;
+            }
+            resolution_key_ = key;
         }
         poll_resolution();
     }
@@ -271,15 +322,20 @@ private:
     void poll_resolution() {
         std::vector<asio::ip::tcp::endpoint> endpoints;
         std::string error;
+        bool done = false;
         {
             std::lock_guard<std::mutex> lock(resolution_->mutex);
-            if (resolution_->done) {
+            done = resolution_->done;
+            if (done) {
                 endpoints = std::move(resolution_->endpoints);
                 error = std::move(resolution_->error);
             }
         }
-        if (!endpoints.empty() || !error.empty()) {
+        if (done) {
             resolution_.reset();
+            if (endpoints.empty() && error.empty()) {
+                error = "'" + address_.host + "' has no address";
+            }
             if (endpoints.empty()) {
                 fail(LinkFailure::connect, error);
             } else {
@@ -287,48 +343,66 @@ private:
             }
             return;
         }
-        poll_.reset(new asio::steady_timer(io_, std::chrono::milliseconds(10)));
-        poll_->async_wait(guarded([this](const std::error_code& ec) {
+        poll_.expires_after(std::chrono::milliseconds(10));
+        poll_.async_wait(guarded([this](const std::error_code& ec) {
             if (!ec && state_ == State::resolving) {
                 poll_resolution();
             }
         }));
     }
 
+    // One endpoint at a time, each step a guarded handler: asio's range
+    // connect would close and reopen the socket between endpoints outside
+    // the lock, racing release() on another io thread.
     void connect_to(std::vector<asio::ip::tcp::endpoint> endpoints) {
         state_ = State::connecting;
+        endpoints_ = std::move(endpoints);
+        try_endpoint(0, std::string());
+    }
+
+    void try_endpoint(std::size_t i, std::string last_error) {
+        if (i == endpoints_.size()) {
+            fail(LinkFailure::connect, "cannot connect to " + where() + ": " + last_error);
+            return;
+        }
         socket_ = std::make_shared<asio::ip::tcp::socket>(io_);
-        // Each handler holds the socket: asio's composed operations use it
-        // until they complete, also when release() already let it go.
-        asio::async_connect(*socket_, endpoints,
-                            guarded([this, socket = socket_](const std::error_code& ec,
-                                                             const asio::ip::tcp::endpoint&) {
-                                if (ec) {
-                                    fail(LinkFailure::connect,
-                                         "cannot connect to " + where() + ": " + ec.message());
-                                    return;
-                                }
-                                std::error_code ignored;
-                                socket_->set_option(asio::ip::tcp::no_delay(true), ignored);
-                                socket_->set_option(asio::socket_base::keep_alive(true), ignored);
-                                reader_ = redisReaderCreateWithFunctions(
-                                    &detail::BoundedReplyFunctions::instance().functions);
-                                if (reader_ == nullptr) {
-                                    throw std::bad_alloc();
-                                }
-                                input_ = std::make_shared<std::array<char, 16384>>();
-                                state_ = State::handshaking;
-                                awaiting_auth_ = !address_.password.empty();
-                                if (awaiting_auth_) {
-                                    if (address_.username.empty()) {
-                                        send({"AUTH", address_.password});
-                                    } else {
-                                        send({"AUTH", address_.username, address_.password});
-                                    }
-                                }
-                                send({"PING"});
-                                read_more();
-                            }));
+        // Each handler holds the socket and its buffer: they may complete
+        // after release() let them go.
+        socket_->async_connect(endpoints_[i],
+                               guarded([this, i, socket = socket_](const std::error_code& ec) {
+                                   if (ec) {
+                                       std::error_code ignored;
+                                       socket_->close(ignored);
+                                       try_endpoint(i + 1, ec.message());
+                                       return;
+                                   }
+                                   start_session();
+                               }));
+    }
+
+    void start_session() {
+        std::error_code ignored;
+        socket_->set_option(asio::ip::tcp::no_delay(true), ignored);
+        socket_->set_option(asio::socket_base::keep_alive(true), ignored);
+        reader_ =
+            redisReaderCreateWithFunctions(&detail::BoundedReplyFunctions::instance().functions);
+        if (reader_ == nullptr) {
+            throw std::bad_alloc();
+        }
+        budget_ = detail::ReplyBudget{0, max_reply_bytes_, nullptr};
+        reader_->privdata = &budget_;
+        input_ = std::make_shared<std::array<char, 16384>>();
+        state_ = State::handshaking;
+        awaiting_auth_ = !address_.password.empty();
+        if (awaiting_auth_) {
+            if (address_.username.empty()) {
+                send({"AUTH", address_.password});
+            } else {
+                send({"AUTH", address_.username, address_.password});
+            }
+        }
+        send({"PING"});
+        read_more();
     }
 
     void read_more() {
@@ -360,17 +434,16 @@ private:
         for (;;) {
             void* raw = nullptr;
             if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
-                fail(LinkFailure::protocol,
-                     std::string("protocol error from ") + where() + ": " +
-                         (reader_->errstr[0] != '\0' ? reader_->errstr : "unparsable reply") +
-                         " (or an array of more than " +
-                         std::to_string(detail::BoundedReplyFunctions::max_elements) +
-                         " elements)");
+                const std::string what = budget_.refused != nullptr   ? budget_.refused
+                                         : reader_->errstr[0] != '\0' ? reader_->errstr
+                                                                      : "unparsable reply";
+                fail(LinkFailure::protocol, "protocol error from " + where() + ": " + what);
                 return false;
             }
             if (raw == nullptr) {
                 break;
             }
+            budget_.used = 0;  // a whole reply: the next one starts afresh
             detail::ReplyPtr reply(static_cast<redisReply*>(raw));
             if (!handle(*reply) || generation_ != generation || state_ == State::idle) {
                 return false;
@@ -414,19 +487,31 @@ private:
         return false;
     }
 
+    // One async_write_some at a time, each continuation a guarded handler:
+    // asio's composed async_write would issue its next send outside the lock.
     void write_more() {
         if (writing_ || out_.empty() || !socket_ || state_ == State::idle) {
             return;
         }
         writing_ = std::make_shared<std::string>();
         writing_->swap(out_);
-        asio::async_write(
-            *socket_, asio::buffer(*writing_),
+        written_ = 0;
+        write_some();
+    }
+
+    void write_some() {
+        socket_->async_write_some(
+            asio::buffer(writing_->data() + written_, writing_->size() - written_),
             guarded([this, socket = socket_, buffer = writing_](const std::error_code& ec,
-                                                                std::size_t) {
+                                                                std::size_t n) {
                 if (ec) {
                     fail(state_ == State::up ? LinkFailure::closed : LinkFailure::connect,
                          "writing to " + where() + " failed: " + ec.message());
+                    return;
+                }
+                written_ += n;
+                if (written_ < writing_->size()) {
+                    write_some();
                     return;
                 }
                 writing_.reset();
@@ -445,9 +530,7 @@ private:
         ++generation_;
         std::error_code ignored;
         deadline_.cancel(ignored);
-        if (poll_) {
-            poll_->cancel(ignored);
-        }
+        poll_.cancel(ignored);
         if (socket_) {
             socket_->close(ignored);
             socket_.reset();
@@ -503,15 +586,18 @@ private:
     Owner* owner_;
     const std::size_t max_reply_bytes_;
     asio::steady_timer deadline_;
-    std::unique_ptr<asio::steady_timer> poll_;
+    asio::steady_timer poll_;
     std::shared_ptr<asio::ip::tcp::socket> socket_;
     redisReader* reader_ = nullptr;
+    detail::ReplyBudget budget_;
+    std::vector<asio::ip::tcp::endpoint> endpoints_;
+    std::size_t written_ = 0;
     std::shared_ptr<std::array<char, 16384>> input_;
     std::string out_;
     std::shared_ptr<std::string> writing_;
     RedisAddress address_;
     std::shared_ptr<detail::Resolution> resolution_;
-    std::string resolution_host_;
+    std::string resolution_key_;
     std::uint64_t generation_ = 0;
     State state_ = State::idle;
     bool awaiting_auth_ = false;

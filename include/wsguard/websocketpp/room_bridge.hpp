@@ -140,6 +140,8 @@ inline bool bridge_ready(const BridgeStats& s) noexcept {
 
 /// Effect: hands `payload`, published by another node to `room`, to this
 /// node's members of `room` (typically guard.broadcast_local(room, payload, 0)).
+/// Runs under the bridge's lock: it must not publish (guard.broadcast() would
+/// take that lock again).
 using DeliverFunction = std::function<void(const std::string& room, std::string_view payload)>;
 
 /// Effect: a DeliverFunction that broadcasts to `guard`'s local members of the
