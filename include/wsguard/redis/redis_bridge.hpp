@@ -109,10 +109,12 @@ struct RedisBridgeOptions {
     /// stopped or wedged Redis keeps TCP open): it is dropped, its publishes
     /// counted as connection_lost, and the bridge reconnects.
     std::chrono::milliseconds reply_timeout{2000};
-    /// One reply from Redis larger than this (a message is at most the
-    /// payload plus its channel and node id) breaks the connection as a
-    /// protocol error instead of being buffered. 16 MiB.
-    std::size_t max_reply_bytes = 16u << 20;
+    /// One message from Redis larger than this breaks the subscribed
+    /// connection as a protocol error instead of being buffered (the
+    /// publishing connection allows 64 KiB: its replies are a few bytes).
+    /// 4 MiB + 64 KiB: the largest message another node's default queue
+    /// lets through (queue.max_bytes) plus its channel and node id.
+    std::size_t max_reply_bytes = (4u << 20) + (64u << 10);
     /// Called with one line (no prefix: the caller adds its own) when the bridge loses Redis or
     /// cannot reach it (once per outage, with the reason) and when it is back (with how long it was
     /// down). Under the bridge's lock: do not call the bridge from it.
@@ -177,7 +179,9 @@ public:
           backoff_(options_.reconnect_min),
           down_since_(clock::now()) {
         auto& owner = static_cast<typename RedisLink<Lock>::Owner&>(*this);
-        pub_ = std::make_shared<RedisLink<Lock>>(io_, lock_, owner, options_.max_reply_bytes);
+        // PUBLISH, AUTH and PING answer a few bytes: only the subscribed
+        // connection needs room for a message.
+        pub_ = std::make_shared<RedisLink<Lock>>(io_, lock_, owner, publish_reply_bytes);
         sub_ = std::make_shared<RedisLink<Lock>>(io_, lock_, owner, options_.max_reply_bytes);
         created_ =
             guard_.on_room_created.subscribe([this](const std::string& room) { follow(room); });
@@ -296,6 +300,8 @@ private:
     // UNSUBSCRIBEd at once: each change waits for the previous one's
     // confirmation, so confirmations match requests one to one.
     enum class Sub { none, subscribing, subscribed, unsubscribing };
+
+    static constexpr std::size_t publish_reply_bytes = 64u << 10;
 
     struct InFlight {
         std::size_t bytes;
@@ -437,19 +443,23 @@ private:
 
     // RedisLink::Owner: every call under the lock.
 
+    // An outage lasts from the first failure until a connection has stayed up
+    // for reply_timeout: a Redis that accepts and then breaks every
+    // connection is one outage, with one warning, a growing backoff and
+    // down_for counting from its start, not a fresh one per cycle.
     void link_up(RedisLink<Lock>&) override {
         if (state_ != BridgeState::connecting || !pub_->up() || !sub_->up()) {
             return;
         }
         state_ = BridgeState::connected;
         ++connects_;
-        backoff_ = options_.reconnect_min;
-        if (outage_announced_) {
+        connected_at_ = clock::now();
+        if (in_outage_ && !recovery_announced_) {
             const auto down =
                 std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - down_since_);
             warn("connected to " + where() + " again after " + std::to_string(down.count()) +
                  " ms");
-            outage_announced_ = false;
+            recovery_announced_ = true;
         }
         for (const std::string& room : rooms_) {
             reconcile(room);
@@ -461,9 +471,11 @@ private:
         if (state_ == BridgeState::stopped || state_ == BridgeState::disconnected) {
             return;  // the other link of an attempt that already failed
         }
-        if (state_ == BridgeState::connected) {
+        const auto now = clock::now();
+        const bool was_connected = state_ == BridgeState::connected;
+        const bool stable = was_connected && now - connected_at_ >= options_.reply_timeout;
+        if (was_connected) {
             ++disconnects_;
-            down_since_ = clock::now();
         } else {
             ++connect_failures_;
         }
@@ -477,8 +489,13 @@ private:
         teardown();
         std::error_code ec;
         watchdog_.cancel(ec);
-        if (!outage_announced_) {
-            outage_announced_ = true;
+        if (!in_outage_ || stable) {
+            in_outage_ = true;
+            recovery_announced_ = false;
+            if (connects_ != 0) {
+                down_since_ = now;  // else: down since the bridge started
+            }
+            backoff_ = options_.reconnect_min;
             warn(error + "; room messages stay on this node until " + where() +
                  " is back (retrying with backoff)");
         }
@@ -662,7 +679,9 @@ private:
     std::size_t in_flight_bytes_ = 0;
     std::size_t confirmed_ = 0;
     bool watchdog_armed_ = false;
-    bool outage_announced_ = false;
+    clock::time_point connected_at_{};
+    bool in_outage_ = false;
+    bool recovery_announced_ = false;
     std::string last_error_;
     PublishFailures failures_{};
     std::uint64_t publish_calls_ = 0, published_ = 0, received_ = 0, delivered_ = 0,

@@ -449,12 +449,37 @@ private:
                 return false;
             }
         }
-        if (reader_->len - reader_->pos > max_reply_bytes_) {
-            fail(LinkFailure::protocol, "a reply from " + where() + " exceeds " +
-                                            std::to_string(max_reply_bytes_) + " bytes");
+        const std::size_t pending = reader_->len - reader_->pos;
+        const long long announced = announced_bulk_bytes();
+        if (pending > max_reply_bytes_ ||
+            (announced >= 0 &&
+             static_cast<unsigned long long>(announced) + budget_.used > max_reply_bytes_)) {
+            fail(LinkFailure::protocol,
+                 "a reply from " + where() + " exceeds " + std::to_string(max_reply_bytes_) +
+                     " bytes" +
+                     (announced >= 0 ? " (it announces " + std::to_string(announced) + ")" : ""));
             return false;
         }
         return true;
+    }
+
+    // The length of the bulk string the reader is waiting for, when its header
+    // ("$<n>\r\n", the '$' already consumed or not) is what the unparsed
+    // input starts with; -1 otherwise. Lets a reply announcing more than the
+    // budget be refused on sight instead of after max_reply_bytes arrived.
+    long long announced_bulk_bytes() const noexcept {
+        const char* p = reader_->buf + reader_->pos;
+        const char* end = reader_->buf + reader_->len;
+        if (p < end && *p == '$') {
+            ++p;
+        }
+        long long n = 0;
+        int digits = 0;
+        for (; p < end && *p >= '0' && *p <= '9' && digits < 19; ++p, ++digits) {
+            n = n * 10 + (*p - '0');
+        }
+        // A whole line: an integer reply would have been parsed already.
+        return digits > 0 && end - p >= 2 && p[0] == '\r' && p[1] == '\n' ? n : -1;
     }
 
     bool handle(const redisReply& reply) {
