@@ -539,6 +539,42 @@ TEST_CASE("the guard owns fan-out: a room broadcast reaches local members and th
     }
 }
 
+TEST_CASE("a payload websocketpp cannot frame reaches nobody, here or through the bridge",
+          "[server_guard]") {
+    Fixture f;
+    Pair a(f.server, f.client), b(f.server, f.client);
+    const ConnectionId ida = f.open_ids[0], idb = f.open_ids[1];
+    REQUIRE(f.guard.join(ida, "r").value());
+    REQUIRE(f.guard.join(idb, "r").value());
+    wsguard::test::RecordingBridge bridge;
+    f.guard.set_bridge(&bridge);
+    const std::string not_utf8 = "caf\xc3";  // a truncated two-byte sequence
+    CHECK_FALSE(f.guard.prepare(not_utf8));
+    CHECK_FALSE(f.guard.prepare("x", websocketpp::frame::opcode::ping));
+    CHECK(f.guard.send_prepared(ida, nullptr) == wsguard::wspp::SendStatus::failed);
+
+    auto result = f.guard.broadcast("r", not_utf8, ida);
+    CHECK(result.invalid_payload);
+    CHECK(result.sent == 0);
+    CHECK(result.bridge == wsguard::wspp::PublishStatus::local_only);
+    // No member here: still refused before it reaches the other nodes.
+    result = f.guard.broadcast("elsewhere-only", not_utf8);
+    CHECK(result.invalid_payload);
+    CHECK(result.recipients == 0);
+    CHECK(f.guard.broadcast_local("r", not_utf8).invalid_payload);
+    // The same bytes as binary are a valid frame.
+    CHECK(f.guard.broadcast("r", not_utf8, 0, websocketpp::frame::opcode::binary).sent == 2);
+    CHECK(f.guard.broadcast("r", "fine", ida).sent == 1);
+    CHECK(bridge.published == std::vector<std::pair<std::string, std::string>>{{"r", "fine"}});
+    a.pump();
+    b.pump();
+    CHECK(a.received() == std::vector<std::string>{not_utf8});
+    CHECK(b.received() == std::vector<std::string>{not_utf8, "fine"});
+    // One for send_prepared(nullptr), one per member of each refused local broadcast.
+    CHECK(f.guard.stats().send_failed == 1 + 1 + 2);
+    f.guard.set_bridge(nullptr);
+}
+
 TEST_CASE("shutdown closes every connection with 1001 and refuses new ones", "[server_guard]") {
     Fixture f;
     Pair a(f.server, f.client), b(f.server, f.client);

@@ -131,7 +131,10 @@ TEST_CASE("the guard reports a room's first join and last leave, closes included
     CHECK(guard.stats().memberships == 0);
 }
 
-TEST_CASE("parse_redis_url accepts redis://[[user]:password@]host[:port] and says why it refuses the rest", "[room_bridge]") {
+TEST_CASE(
+    "parse_redis_url accepts redis://[[user]:password@]host[:port] and says why it refuses the "
+    "rest",
+    "[room_bridge]") {
     using wsguard::wspp::parse_redis_url;
     auto a = parse_redis_url("redis://127.0.0.1:6380");
     REQUIRE(a);

@@ -24,25 +24,29 @@
 // every room that has local members. Delivery is at most once, as Redis pub/sub
 // itself: what a node misses while it is disconnected is lost.
 //
-// hiredis has no asio event loop adapter; asio_redis_adapter.hpp is that
-// adapter. Written against hiredis 0.14 (Debian 12) and later. Two
-// connections: a subscribed connection cannot PUBLISH.
-// hiredis resolves the host with a blocking getaddrinfo() at each (re)connect:
-// give an IP address, or a name the resolver answers locally (/etc/hosts).
+// Redis is a peer like any other: what it sends is validated before use. A
+// reply of the wrong shape, a parse error or a reply past max_reply_bytes
+// drops that connection (protocol_errors) and the bridge reconnects; a
+// command unanswered for reply_timeout does the same (reply_timeouts), so a
+// stopped Redis holds at most max_in_flight_bytes plus the queue of this
+// node's memory. Text from another node must be UTF-8 (invalid_utf8
+// otherwise) and is read only for rooms with members here (not_followed).
+// The connections are RedisLinks (redis_link.hpp): nothing blocks the io
+// thread, name resolution included.
 #pragma once
 
 #include <wsguard/bounded_message_queue.hpp>
 #include <wsguard/null_mutex.hpp>
-#include <wsguard/redis/asio_redis_adapter.hpp>
+#include <wsguard/redis/redis_address.hpp>
+#include <wsguard/redis/redis_link.hpp>
 #include <wsguard/scoped_listener.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 
 #include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <websocketpp/utf8_validator.hpp>
 
 #include <unistd.h>
 
@@ -50,6 +54,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -63,144 +68,6 @@
 #include <utility>
 
 namespace wsguard::wspp {
-
-/// Where Redis listens.
-struct RedisAddress {
-    std::string host = "127.0.0.1";
-    int port = 6379;
-    /// AUTH on every connection when not empty (Redis 6 ACL user when
-    /// username is set too). Never logged, never in stats.
-    std::string username;
-    std::string password;
-};
-
-/// Effect: `s` with every %XX decoded; std::nullopt on a bad escape.
-inline std::optional<std::string> percent_decoded(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    const auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') {
-            return c - '0';
-        }
-        if (c >= 'a' && c <= 'f') {
-            return c - 'a' + 10;
-        }
-        if (c >= 'A' && c <= 'F') {
-            return c - 'A' + 10;
-        }
-        return -1;
-    };
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '%') {
-            out.push_back(s[i]);
-            continue;
-        }
-        if (i + 2 >= s.size()) {
-            return std::nullopt;
-        }
-        const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
-        if (hi < 0 || lo < 0) {
-            return std::nullopt;
-        }
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-    }
-    return out;
-}
-
-/// Effect: parses "redis://[[user]:password@]host[:port][/]" (port 6379 when
-/// absent; an IPv6 host in brackets, "redis://[::1]:6379"; user and password
-/// percent-decoded).
-/// Fails: std::nullopt on any other shape, with the reason in `*error` when
-/// given: another scheme (rediss://, TLS, is not supported), a bad port, a
-/// database number (pub/sub ignores databases), a query.
-/// Thread safety: Safe. Exceptions: std::bad_alloc.
-inline std::optional<RedisAddress> parse_redis_url(std::string_view url,
-                                                   std::string* error = nullptr) {
-    const auto fail = [error](const char* why) -> std::optional<RedisAddress> {
-        if (error != nullptr) {
-            *error = why;
-        }
-        return std::nullopt;
-    };
-    constexpr std::string_view scheme = "redis://";
-    if (url.substr(0, 9) == "rediss://") {
-        return fail(
-            "rediss:// (TLS to Redis) is not supported: reach Redis over a private network or "
-            "a TLS tunnel (stunnel, spiped) and give its redis:// address");
-    }
-    if (url.substr(0, scheme.size()) != scheme) {
-        return fail("a Redis URL starts with redis://");
-    }
-    url.remove_prefix(scheme.size());
-    RedisAddress credentials;
-    if (const auto at = url.rfind('@'); at != std::string_view::npos) {
-        const std::string_view userinfo = url.substr(0, at);
-        url.remove_prefix(at + 1);
-        const auto colon = userinfo.find(':');
-        if (colon == std::string_view::npos) {
-            return fail("credentials in a Redis URL are user:password@ or :password@");
-        }
-        const auto user = percent_decoded(userinfo.substr(0, colon));
-        const auto password = percent_decoded(userinfo.substr(colon + 1));
-        if (!user || !password) {
-            return fail("bad percent-encoding in the Redis URL's credentials");
-        }
-        if (password->empty()) {
-            return fail("the Redis URL names credentials with an empty password");
-        }
-        credentials.username = *user;
-        credentials.password = *password;
-    }
-    if (url.find_first_of("?#") != std::string_view::npos) {
-        return fail("a Redis URL for the bridge takes no query or fragment");
-    }
-    if (const auto slash = url.find('/');
-        slash != std::string_view::npos && slash + 1 < url.size()) {
-        return fail("a database number is meaningless for pub/sub: give redis://host[:port]");
-    }
-    if (!url.empty() && url.back() == '/') {
-        url.remove_suffix(1);
-    }
-    RedisAddress a;
-    std::string_view port;
-    if (!url.empty() && url.front() == '[') {
-        const auto close = url.find(']');
-        if (close == std::string_view::npos) {
-            return std::nullopt;
-        }
-        a.host = std::string(url.substr(1, close - 1));
-        url.remove_prefix(close + 1);
-        if (!url.empty()) {
-            if (url.front() != ':') {
-                return std::nullopt;
-            }
-            port = url.substr(1);
-        }
-    } else {
-        const auto colon = url.find(':');
-        a.host = std::string(url.substr(0, colon));
-        if (colon != std::string_view::npos) {
-            port = url.substr(colon + 1);
-        }
-    }
-    if (a.host.empty() || a.host.find_first_of("/@?#") != std::string::npos) {
-        return fail("the Redis URL has no usable host");
-    }
-    if (!port.empty() || url.find(':') != std::string_view::npos) {
-        if (port.empty() || port.size() > 5 ||
-            port.find_first_not_of("0123456789") != std::string_view::npos) {
-            return fail("the Redis URL's port is not a number from 1 to 65535");
-        }
-        a.port = std::stoi(std::string(port));
-        if (a.port < 1 || a.port > 65535) {
-            return fail("the Redis URL's port is not a number from 1 to 65535");
-        }
-    }
-    a.username = std::move(credentials.username);
-    a.password = std::move(credentials.password);
-    return a;
-}
 
 /// Effect: "<host name>-<pid>", unique per process on a machine; the default
 /// node id. Fails: never ("node-<pid>" if the host name is unavailable).
@@ -284,13 +151,16 @@ struct RedisOutgoingSize {
 /// (io thread only); Safe with std::mutex. Destroy it on the io thread of a
 /// NullMutex bridge, or after every thread running the io_context stopped.
 template <class Guard, class Lock = NullMutex>
-class RedisBridge final : public RoomBridge {
+class RedisBridge final : public RoomBridge, private RedisLink<Lock>::Owner {
 public:
+    using clock = std::chrono::steady_clock;
+
     /// Effect: validates the options, attaches the bridge to `guard` and
     /// starts connecting to Redis on `io` (asynchronously: returns at once,
     /// also when Redis is down). `io` and `guard` must outlive the bridge.
     /// Fails: std::invalid_argument on a node id with '\n', an empty host, a
-    /// zero max_in_flight, a zero or inverted backoff, or bad queue options.
+    /// zero max_in_flight or max_in_flight_bytes, a zero or inverted backoff,
+    /// a zero timeout, or bad queue options.
     /// Thread safety: construct before the io_context runs, or on its thread.
     /// Exceptions: std::invalid_argument, std::bad_alloc.
     RedisBridge(asio::io_context& io, Guard& guard, RedisBridgeOptions options = {},
@@ -300,10 +170,15 @@ public:
           options_(validated(std::move(options))),
           deliver_(deliver ? std::move(deliver) : broadcast_to(guard)),
           queue_(options_.queue),
-          timer_(io),
+          retry_timer_(io),
+          watchdog_(io),
           lock_(std::make_shared<Lock>()),
           alive_(std::make_shared<char>()),
-          backoff_(options_.reconnect_min) {
+          backoff_(options_.reconnect_min),
+          down_since_(clock::now()) {
+        auto& owner = static_cast<typename RedisLink<Lock>::Owner&>(*this);
+        pub_ = std::make_shared<RedisLink<Lock>>(io_, lock_, owner, options_.max_reply_bytes);
+        sub_ = std::make_shared<RedisLink<Lock>>(io_, lock_, owner, options_.max_reply_bytes);
         created_ =
             guard_.on_room_created.subscribe([this](const std::string& room) { follow(room); });
         emptied_ =
@@ -329,9 +204,9 @@ public:
     }
 
     /// Effect: queues `payload` for room's channel and sends what the in-flight
-    /// bound allows; while Redis is away it waits in the queue (bounded, aged).
+    /// bounds allow; while Redis is away it waits in the queue (bounded, aged).
     /// Fails: rejected_too_large, stopped; queued_dropped_oldest when older
-    /// messages made room (each counted in dropped and failed). Never blocks.
+    /// messages made room (each counted in failures and failed). Never blocks.
     /// Thread safety: as the class. Exceptions: std::bad_alloc.
     PublishStatus publish(const std::string& room, std::string_view payload) override {
         detail::RedisOutgoing out{options_.channel_prefix + room, std::string()};
@@ -340,12 +215,12 @@ public:
         std::lock_guard<Lock> guard(*lock_);
         ++publish_calls_;
         if (state_ == BridgeState::stopped) {
-            ++failed_;
+            ++failures_.stopped;
             return PublishStatus::stopped;
         }
         const PushResult pushed = queue_.try_push(std::move(out));
         if (pushed == PushResult::rejected_too_large) {
-            ++failed_;
+            ++failures_.too_large;
             return PublishStatus::rejected_too_large;
         }
         flush();
@@ -354,9 +229,8 @@ public:
     }
 
     /// Effect: disconnects from Redis (commands in flight and queued messages
-    /// count as failed), cancels the reconnect timer; later publishes return
-    /// stopped. Idempotent. Never fails. Thread safety: as the class.
-    /// Exceptions: nothrow.
+    /// count as failed), cancels the timers; later publishes return stopped.
+    /// Idempotent. Never fails. Thread safety: as the class. Exceptions: nothrow.
     void stop() noexcept override {
         std::lock_guard<Lock> guard(*lock_);
         if (state_ == BridgeState::stopped) {
@@ -365,11 +239,12 @@ public:
         state_ = BridgeState::stopped;
         alive_.reset();
         std::error_code ec;
-        timer_.cancel(ec);
-        teardown(nullptr);
+        retry_timer_.cancel(ec);
+        watchdog_.cancel(ec);
+        teardown();
         const std::size_t left = queue_.size();
         queue_.clear();
-        failed_ += left;
+        failures_.stopped += left;
     }
 
     /// Effect: a snapshot of every count (see BridgeStats); rooms is the number
@@ -384,18 +259,32 @@ public:
         s.subscriptions = confirmed_;
         s.publish_calls = publish_calls_;
         s.published = published_;
-        s.in_flight = in_flight_;
+        s.in_flight = in_flight_.size();
+        s.in_flight_bytes = in_flight_bytes_;
         s.received = received_;
         s.delivered = delivered_;
         s.ignored_own = ignored_own_;
         s.malformed = malformed_;
+        s.invalid_utf8 = invalid_utf8_;
+        s.not_followed = not_followed_;
         s.queue = queue_.stats();
+        s.failures = failures_;
+        s.failures.queue_full = s.queue.dropped_oldest;
+        s.failures.expired = s.queue.dropped_expired;
         s.dropped = s.queue.dropped_oldest + s.queue.dropped_expired;
-        s.failed_in_flight = failed_in_flight_;
-        s.failed = failed_ + failed_in_flight_ + s.dropped;
+        s.failed_in_flight = failures_.connection_lost + failures_.refused;
+        s.failed = s.failures.too_large + s.failures.queue_full + s.failures.expired +
+                   s.failures.connection_lost + s.failures.refused + s.failures.stopped;
         s.connects = connects_;
         s.disconnects = disconnects_;
         s.connect_failures = connect_failures_;
+        s.protocol_errors = protocol_errors_;
+        s.reply_timeouts = reply_timeouts_;
+        if (state_ != BridgeState::connected && state_ != BridgeState::stopped) {
+            s.down_for =
+                std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - down_since_);
+        }
+        s.last_error = last_error_;
         return s;
     }
 
@@ -404,15 +293,13 @@ public:
 
 private:
     // What Redis knows of one room's channel. A room is never SUBSCRIBEd and
-    // UNSUBSCRIBEd at once: hiredis (0.14) keys its subscription callbacks by
-    // channel and would drop the callback of a resubscription that crosses an
-    // unsubscribe, so each change waits for the previous one's confirmation.
+    // UNSUBSCRIBEd at once: each change waits for the previous one's
+    // confirmation, so confirmations match requests one to one.
     enum class Sub { none, subscribing, subscribed, unsubscribing };
 
-    struct Connection {
-        redisAsyncContext* ac = nullptr;
-        std::shared_ptr<detail::AsioRedisAdapter<Lock>> adapter;
-        bool up = false;
+    struct InFlight {
+        std::size_t bytes;
+        clock::time_point sent;
     };
 
     static RedisBridgeOptions validated(RedisBridgeOptions o) {
@@ -425,14 +312,18 @@ private:
         if (o.address.host.empty()) {
             throw std::invalid_argument("wsguard::RedisBridge: the Redis host is empty");
         }
-        if (o.max_in_flight == 0) {
-            throw std::invalid_argument("wsguard::RedisBridge: max_in_flight must be at least 1");
+        if (o.max_in_flight == 0 || o.max_in_flight_bytes == 0) {
+            throw std::invalid_argument(
+                "wsguard::RedisBridge: max_in_flight and max_in_flight_bytes must be at least 1");
         }
         if (o.reconnect_min.count() <= 0 || o.reconnect_max < o.reconnect_min ||
-            o.connect_timeout.count() <= 0) {
+            o.connect_timeout.count() <= 0 || o.reply_timeout.count() <= 0) {
             throw std::invalid_argument(
-                "wsguard::RedisBridge: reconnect_min and connect_timeout must be positive and "
-                "reconnect_max >= reconnect_min");
+                "wsguard::RedisBridge: reconnect_min, connect_timeout and reply_timeout must be "
+                "positive and reconnect_max >= reconnect_min");
+        }
+        if (o.max_reply_bytes < 1024) {
+            throw std::invalid_argument("wsguard::RedisBridge: max_reply_bytes must be >= 1024");
         }
         return o;
     }
@@ -459,90 +350,48 @@ private:
     // Brings Redis' view of `room` one step towards rooms_, if no step is pending.
     void reconcile(const std::string& room) {
         if (state_ != BridgeState::connected) {
-            return;  // connect() subscribes to every room in rooms_
+            return;  // link_up() subscribes to every room in rooms_
         }
         const bool wanted = rooms_.count(room) != 0;
         auto it = subs_.find(room);
         const Sub now = it == subs_.end() ? Sub::none : it->second;
         if (wanted && now == Sub::none) {
             subs_[room] = Sub::subscribing;
-            command(sub_, "SUBSCRIBE", room);
+            command("SUBSCRIBE", room);
         } else if (!wanted && now == Sub::subscribed) {
             it->second = Sub::unsubscribing;
             --confirmed_;
-            command(sub_, "UNSUBSCRIBE", room);
+            command("UNSUBSCRIBE", room);
         }
     }
 
-    void command(Connection& c, const char* verb, const std::string& room) {
+    void command(std::string_view verb, const std::string& room) {
         const std::string channel = options_.channel_prefix + room;
-        redisAsyncCommand(c.ac, &RedisBridge::on_subscription, this, "%s %b", verb, channel.data(),
-                          channel.size());
+        sub_->send({verb, channel});
+        sub_pending_.push_back(clock::now());
+        arm_watchdog();
     }
 
     // --- connection -------------------------------------------------------
 
     void connect() {
         state_ = BridgeState::connecting;
-        if (!open(pub_) || !open(sub_)) {
-            ++connect_failures_;
-            teardown(nullptr);
-            schedule_retry();
-            return;
+        pub_->connect(options_.address, options_.connect_timeout);
+        if (state_ == BridgeState::connecting) {  // pub_ may have failed at once
+            sub_->connect(options_.address, options_.connect_timeout);
         }
-        arm_timer(options_.connect_timeout, [this] {
-            if (state_ == BridgeState::connecting) {
-                ++connect_failures_;
-                teardown(nullptr);
-                schedule_retry();
-            }
-        });
     }
 
-    bool open(Connection& c) {
-        redisAsyncContext* ac =
-            redisAsyncConnect(options_.address.host.c_str(), options_.address.port);
-        if (ac == nullptr) {
-            return false;
-        }
-        if (ac->err) {
-            redisAsyncFree(ac);  // refused at once (loopback); no callback was set
-            return false;
-        }
-        ac->data = this;
-        c.ac = ac;
-        c.up = false;
-        c.adapter = detail::AsioRedisAdapter<Lock>::attach(io_, ac, lock_);
-        redisAsyncSetDisconnectCallback(ac, &RedisBridge::on_disconnect);
-        redisAsyncSetConnectCallback(ac, &RedisBridge::on_connect);
-        return true;
-    }
-
-    // Frees every context but `dying` (which hiredis is freeing itself) and
-    // forgets Redis-side state. Commands in flight fail with the connection.
-    void teardown(const redisAsyncContext* dying) {
-        if (state_ == BridgeState::connected) {
-            ++disconnects_;
-        }
-        if (state_ != BridgeState::stopped) {
-            state_ = BridgeState::disconnected;
-        }
+    // Both links closed, Redis-side state forgotten; what was in flight failed.
+    void teardown() {
+        pub_->close();
+        sub_->close();
         subs_.clear();
         confirmed_ = 0;
-        for (Connection* c : {&pub_, &sub_}) {
-            redisAsyncContext* ac = std::exchange(c->ac, nullptr);
-            c->up = false;
-            if (ac != nullptr && ac != dying) {
-                // Runs pending callbacks with a null reply, then the adapter's
-                // cleanup hook: the adapter must still be alive here.
-                redisAsyncFree(ac);
-            }
-            // A dying context's adapter stays alive through the handler that
-            // is running hiredis (it holds the adapter).
-            c->adapter.reset();
-        }
-        failed_in_flight_ += in_flight_;
-        in_flight_ = 0;
+        sub_pending_.clear();
+        failures_.connection_lost += in_flight_.size();
+        in_flight_.clear();
+        in_flight_bytes_ = 0;
     }
 
     void schedule_retry() {
@@ -551,157 +400,229 @@ private:
         }
         const auto delay = backoff_;
         backoff_ = std::min(options_.reconnect_max, backoff_ * 2);
-        arm_timer(delay, [this] {
-            if (state_ == BridgeState::disconnected) {
+        retry_timer_.expires_after(delay);
+        retry_timer_.async_wait(guarded([this](const std::error_code& ec) {
+            if (!ec && state_ == BridgeState::disconnected) {
                 connect();
             }
-        });
+        }));
     }
 
     template <class F>
-    void arm_timer(std::chrono::milliseconds delay, F f) {
-        timer_.expires_after(delay);
-        timer_.async_wait([alive = std::weak_ptr<char>(alive_), lock = lock_,
-                           f = std::move(f)](const std::error_code& ec) {
+    auto guarded(F f) {
+        return [alive = std::weak_ptr<char>(alive_), lock = lock_,
+                f = std::move(f)](const std::error_code& ec) mutable {
             std::lock_guard<Lock> guard(*lock);
-            if (!ec && alive.lock()) {
-                f();
+            if (alive.lock()) {
+                f(ec);
             }
-        });
+        };
     }
 
-    Connection* connection_of(const redisAsyncContext* ac) noexcept {
-        if (ac != nullptr && ac == pub_.ac) {
-            return &pub_;
+    void warn(const std::string& line) {
+        if (options_.on_warning) {
+            try {
+                options_.on_warning(line);
+            } catch (...) {
+                // A logger that throws must not take the bridge down with it.
+            }
         }
-        if (ac != nullptr && ac == sub_.ac) {
-            return &sub_;
-        }
-        return nullptr;
     }
 
-    // hiredis callbacks: they run inside redisAsyncHandleRead/Write or
-    // redisAsyncFree, always under the lock.
-
-    static void on_connect(const redisAsyncContext* ac, int status) {
-        static_cast<RedisBridge*>(ac->data)->connected(ac, status == REDIS_OK);
+    std::string where() const {
+        const auto& a = options_.address;
+        const bool v6 = a.host.find(':') != std::string::npos;
+        return "redis://" + (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
     }
 
-    void connected(const redisAsyncContext* ac, bool ok) {
-        Connection* c = connection_of(ac);
-        if (c == nullptr) {
+    // RedisLink::Owner: every call under the lock.
+
+    void link_up(RedisLink<Lock>&) override {
+        if (state_ != BridgeState::connecting || !pub_->up() || !sub_->up()) {
             return;
         }
-        if (!ok) {
-            // hiredis frees this context after the callback.
-            c->ac = nullptr;
-            ++connect_failures_;
-            teardown(ac);
-            schedule_retry();
-            return;
-        }
-        c->up = true;
-        redisEnableKeepAlive(&c->ac->c);
-        if (!(pub_.up && sub_.up)) {
-            return;
-        }
-        std::error_code ec;
-        timer_.cancel(ec);
         state_ = BridgeState::connected;
         ++connects_;
         backoff_ = options_.reconnect_min;
+        if (outage_announced_) {
+            const auto down =
+                std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - down_since_);
+            warn("Redis bridge: connected to " + where() + " again after " +
+                 std::to_string(down.count()) + " ms");
+            outage_announced_ = false;
+        }
         for (const std::string& room : rooms_) {
             reconcile(room);
         }
         flush();
     }
 
-    static void on_disconnect(const redisAsyncContext* ac, int) {
-        static_cast<RedisBridge*>(ac->data)->disconnected(ac);
+    void link_down(RedisLink<Lock>&, LinkFailure why, const std::string& error) override {
+        if (state_ == BridgeState::stopped || state_ == BridgeState::disconnected) {
+            return;  // the other link of an attempt that already failed
+        }
+        if (state_ == BridgeState::connected) {
+            ++disconnects_;
+            down_since_ = clock::now();
+        } else {
+            ++connect_failures_;
+        }
+        if (why == LinkFailure::protocol) {
+            ++protocol_errors_;
+        } else if (why == LinkFailure::timeout) {
+            ++reply_timeouts_;
+        }
+        last_error_ = error;
+        state_ = BridgeState::disconnected;
+        teardown();
+        std::error_code ec;
+        watchdog_.cancel(ec);
+        if (!outage_announced_) {
+            outage_announced_ = true;
+            warn("Redis bridge: " + error + "; room messages stay on this node until " + where() +
+                 " is back (retrying with backoff)");
+        }
+        schedule_retry();
     }
 
-    void disconnected(const redisAsyncContext* ac) {
-        Connection* c = connection_of(ac);
-        if (c == nullptr) {
-            return;  // one we freed ourselves
-        }
-        c->ac = nullptr;  // hiredis frees it after the callback
-        teardown(ac);
-        schedule_retry();
+    bool link_reply(RedisLink<Lock>& link, const redisReply& reply) override {
+        return &link == pub_.get() ? published(reply) : subscription(reply);
     }
 
     void flush() {
         if (state_ != BridgeState::connected) {
             return;
         }
-        detail::RedisOutgoing out;
-        while (in_flight_ < options_.max_in_flight && queue_.try_pop(out)) {
-            const int rc = redisAsyncCommand(
-                pub_.ac, &RedisBridge::on_published, this, "PUBLISH %b %b", out.channel.data(),
-                out.channel.size(), out.message.data(), out.message.size());
-            if (rc == REDIS_OK) {
-                ++in_flight_;
-            } else {
-                ++failed_;
+        queue_.expire();
+        while (in_flight_.size() < options_.max_in_flight) {
+            const detail::RedisOutgoing* next = queue_.front();
+            if (next == nullptr) {
+                break;
             }
+            const std::size_t bytes = next->channel.size() + next->message.size();
+            if (!in_flight_.empty() && in_flight_bytes_ + bytes > options_.max_in_flight_bytes) {
+                break;
+            }
+            detail::RedisOutgoing out;
+            if (!queue_.try_pop(out)) {
+                break;
+            }
+            pub_->send({"PUBLISH", out.channel, out.message});
+            in_flight_.push_back(InFlight{bytes, clock::now()});
+            in_flight_bytes_ += bytes;
         }
+        arm_watchdog();
     }
 
-    static void on_published(redisAsyncContext*, void* reply, void* self) {
-        static_cast<RedisBridge*>(self)->published(static_cast<redisReply*>(reply));
-    }
-
-    void published(const redisReply* reply) {
-        if (in_flight_ == 0) {
-            return;  // counted as failed by teardown() already
-        }
-        --in_flight_;
-        if (reply == nullptr || reply->type == REDIS_REPLY_ERROR) {
-            ++failed_in_flight_;
+    // The oldest command unanswered for reply_timeout ends the connection.
+    void arm_watchdog() {
+        if (watchdog_armed_ || (in_flight_.empty() && sub_pending_.empty())) {
             return;
         }
-        ++published_;
+        watchdog_armed_ = true;
+        watchdog_.expires_after(options_.reply_timeout / 4 + std::chrono::milliseconds(1));
+        watchdog_.async_wait(guarded([this](const std::error_code& ec) {
+            watchdog_armed_ = false;
+            if (ec || state_ != BridgeState::connected) {
+                return;
+            }
+            const auto now = clock::now();
+            const bool publish_late =
+                !in_flight_.empty() && now - in_flight_.front().sent > options_.reply_timeout;
+            const bool subscribe_late =
+                !sub_pending_.empty() && now - sub_pending_.front() > options_.reply_timeout;
+            if (publish_late || subscribe_late) {
+                (publish_late ? pub_ : sub_)
+                    ->fail(LinkFailure::timeout,
+                           std::string("no reply to ") + (publish_late ? "PUBLISH" : "SUBSCRIBE") +
+                               " from " + where() + " within " +
+                               std::to_string(options_.reply_timeout.count()) + " ms");
+                return;
+            }
+            arm_watchdog();
+        }));
+    }
+
+    // A reply on the publishing connection: PUBLISH answers an integer (the
+    // receivers), or an error; anything else, or a reply nobody asked for,
+    // is outside the protocol.
+    bool published(const redisReply& reply) {
+        if (in_flight_.empty()) {
+            return false;
+        }
+        if (reply.type != REDIS_REPLY_INTEGER && reply.type != REDIS_REPLY_ERROR) {
+            return false;
+        }
+        in_flight_bytes_ -= in_flight_.front().bytes;
+        in_flight_.pop_front();
+        if (reply.type == REDIS_REPLY_ERROR) {
+            ++failures_.refused;
+        } else {
+            ++published_;
+        }
         flush();
+        return true;
     }
 
-    static void on_subscription(redisAsyncContext*, void* reply, void* self) {
-        static_cast<RedisBridge*>(self)->subscription(static_cast<redisReply*>(reply));
+    static bool is_string(const redisReply* r) noexcept {
+        return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
     }
 
-    // One reply on the subscribed connection: ["subscribe"|"unsubscribe"|"message", channel, x].
-    void subscription(const redisReply* reply) {
-        if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-            reply->element[0]->type != REDIS_REPLY_STRING ||
-            reply->element[1]->type != REDIS_REPLY_STRING) {
-            return;  // freed with the connection, or not a pub/sub reply
+    // A reply on the subscribed connection: ["subscribe"|"unsubscribe", channel,
+    // count] answering our request in order, or ["message", channel, payload]
+    // for a channel we follow. Anything else is outside the protocol.
+    bool subscription(const redisReply& reply) {
+        if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3 ||
+            !is_string(reply.element[0]) || !is_string(reply.element[1])) {
+            return false;
         }
-        const std::string_view kind(reply->element[0]->str, reply->element[0]->len);
-        std::string_view channel(reply->element[1]->str, reply->element[1]->len);
+        const std::string_view kind(reply.element[0]->str, reply.element[0]->len);
+        std::string_view channel(reply.element[1]->str, reply.element[1]->len);
         if (channel.substr(0, options_.channel_prefix.size()) != options_.channel_prefix) {
-            return;
+            return false;
         }
         channel.remove_prefix(options_.channel_prefix.size());
         const std::string room(channel);
-        if (kind == "message" && reply->element[2]->type == REDIS_REPLY_STRING) {
+        if (kind == "message") {
+            if (!is_string(reply.element[2])) {
+                return false;
+            }
             ++received_;
-            deliver(room, std::string_view(reply->element[2]->str, reply->element[2]->len));
-        } else if (kind == "subscribe") {
-            auto it = subs_.find(room);
-            if (it != subs_.end() && it->second == Sub::subscribing) {
-                it->second = Sub::subscribed;
-                ++confirmed_;
-                reconcile(room);  // the last member may have left meanwhile
-            }
-        } else if (kind == "unsubscribe") {
-            auto it = subs_.find(room);
-            if (it != subs_.end() && it->second == Sub::unsubscribing) {
-                subs_.erase(it);
-                reconcile(room);  // a member may have joined meanwhile
-            }
+            deliver(room, std::string_view(reply.element[2]->str, reply.element[2]->len));
+            return true;
         }
+        if (reply.element[2] == nullptr || reply.element[2]->type != REDIS_REPLY_INTEGER ||
+            sub_pending_.empty()) {
+            return false;
+        }
+        auto it = subs_.find(room);
+        if (kind == "subscribe") {
+            if (it == subs_.end() || it->second != Sub::subscribing) {
+                return false;
+            }
+            sub_pending_.pop_front();
+            it->second = Sub::subscribed;
+            ++confirmed_;
+            reconcile(room);  // the last member may have left meanwhile
+            return true;
+        }
+        if (kind == "unsubscribe") {
+            if (it == subs_.end() || it->second != Sub::unsubscribing) {
+                return false;
+            }
+            sub_pending_.pop_front();
+            subs_.erase(it);
+            reconcile(room);  // a member may have joined meanwhile
+            return true;
+        }
+        return false;
     }
 
     void deliver(const std::string& room, std::string_view message) {
+        if (rooms_.count(room) == 0) {
+            ++not_followed_;  // left meanwhile: nobody here to read it
+            return;
+        }
         const auto sep = message.find('\n');
         if (sep == std::string_view::npos) {
             ++malformed_;
@@ -711,8 +632,14 @@ private:
             ++ignored_own_;  // our members got it locally
             return;
         }
+        const std::string_view payload = message.substr(sep + 1);
+        ::websocketpp::utf8_validator::validator utf8;
+        if (!utf8.decode(payload.begin(), payload.end()) || !utf8.complete()) {
+            ++invalid_utf8_;  // a text frame must be UTF-8 (RFC 6455 8.1)
+            return;
+        }
         ++delivered_;
-        deliver_(room, message.substr(sep + 1));
+        deliver_(room, payload);
     }
 
     asio::io_context& io_;
@@ -720,18 +647,28 @@ private:
     const RedisBridgeOptions options_;
     DeliverFunction deliver_;
     BoundedMessageQueue<detail::RedisOutgoing, detail::RedisOutgoingSize> queue_;
-    asio::steady_timer timer_;
-    std::shared_ptr<Lock> lock_;   // shared with the adapters' and timer's handlers
+    asio::steady_timer retry_timer_;
+    asio::steady_timer watchdog_;
+    std::shared_ptr<Lock> lock_;   // shared with the links' and timers' handlers
     std::shared_ptr<char> alive_;  // handlers hold it weakly: reset by stop()
     std::chrono::milliseconds backoff_;
+    clock::time_point down_since_;
     BridgeState state_ = BridgeState::connecting;
-    Connection pub_, sub_;
+    std::shared_ptr<RedisLink<Lock>> pub_, sub_;
     std::unordered_set<std::string> rooms_;      // rooms with local members
     std::unordered_map<std::string, Sub> subs_;  // what Redis knows, on the live connection
+    std::deque<InFlight> in_flight_;             // PUBLISHes awaiting their reply, in order
+    std::deque<clock::time_point> sub_pending_;  // (UN)SUBSCRIBEs awaiting confirmation
+    std::size_t in_flight_bytes_ = 0;
     std::size_t confirmed_ = 0;
-    std::uint64_t publish_calls_ = 0, published_ = 0, in_flight_ = 0, received_ = 0, delivered_ = 0,
-                  ignored_own_ = 0, malformed_ = 0, failed_ = 0, failed_in_flight_ = 0,
-                  connects_ = 0, disconnects_ = 0, connect_failures_ = 0;
+    bool watchdog_armed_ = false;
+    bool outage_announced_ = false;
+    std::string last_error_;
+    PublishFailures failures_{};
+    std::uint64_t publish_calls_ = 0, published_ = 0, received_ = 0, delivered_ = 0,
+                  ignored_own_ = 0, malformed_ = 0, invalid_utf8_ = 0, not_followed_ = 0,
+                  connects_ = 0, disconnects_ = 0, connect_failures_ = 0, protocol_errors_ = 0,
+                  reply_timeouts_ = 0;
     ScopedListener created_, emptied_;
 };
 

@@ -246,6 +246,10 @@ struct BroadcastResult {
     std::size_t dropped = 0;
     std::size_t closed = 0;         ///< closed as slow consumers
     std::size_t not_connected = 0;  ///< members whose connection was already closing
+    /// The payload cannot be a frame (text that is not UTF-8, a control
+    /// opcode): nobody, here or on another node, got it; the members are
+    /// counted in GuardStats::send_failed.
+    bool invalid_payload = false;
     /// What the guard's RoomBridge did with the message for the other nodes:
     /// local_only with the in-process default (one node), and for binary
     /// messages (a bridge carries text) and broadcast_local().

@@ -53,6 +53,7 @@
 #include <websocketpp/frame.hpp>
 #include <websocketpp/processors/hybi13.hpp>
 #include <websocketpp/server.hpp>
+#include <websocketpp/utf8_validator.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -190,7 +191,8 @@ public:
 
     /// Effect: frames `payload` once as a server data frame; the result can be
     /// sent to any number of connections without framing it again.
-    /// Fails: never (an empty payload is a valid frame).
+    /// Fails: returns nullptr when websocketpp refuses to frame it: a text
+    /// payload that is not UTF-8 (RFC 6455 8.1), or a control opcode.
     /// Thread safety: as the class.
     /// Exceptions: std::bad_alloc.
     message_ptr prepare(std::string_view payload, ::websocketpp::frame::opcode::value op =
@@ -199,7 +201,9 @@ public:
         message_ptr in = msg_manager_->get_message(op, payload.size());
         in->append_payload(payload.data(), payload.size());
         message_ptr out = msg_manager_->get_message();
-        framer_.prepare_data_frame(in, out);
+        if (framer_.prepare_data_frame(in, out)) {
+            return nullptr;  // `out` is half-built: its opcode was never set
+        }
         return out;
     }
 
@@ -225,7 +229,11 @@ public:
     }
 
     /// Effect: as send(), with a message from prepare() (no framing per call).
+    /// Fails: failed for a null message (what prepare() returns on refusal).
     SendStatus send_prepared(ConnectionId id, const message_ptr& prepared) {
+        if (!prepared) {
+            return count(SendStatus::failed);
+        }
         auto handle = handle_for_send(id);
         if (!handle) {
             return count(SendStatus::not_connected);
@@ -243,6 +251,12 @@ public:
         const std::string& room, std::string_view payload, ConnectionId except = 0,
         ::websocketpp::frame::opcode::value op = ::websocketpp::frame::opcode::text) {
         BroadcastResult result = broadcast_local(room, payload, except, op);
+        if (result.recipients == 0 && !result.invalid_payload && !framable(payload, op)) {
+            result.invalid_payload = true;  // what broadcast_local() found for its members
+        }
+        if (result.invalid_payload) {
+            return result;  // no node gets a message this one could not frame
+        }
         if (op == ::websocketpp::frame::opcode::text) {
             // The other nodes' members, whether or not this node has any.
             result.bridge = bridge_.load(std::memory_order_acquire)->publish(room, payload);
@@ -268,8 +282,11 @@ public:
             }
         });
         result.recipients = recipients.size();
-        if (!recipients.empty()) {
-            const message_ptr prepared = prepare(payload, op);
+        const message_ptr prepared = recipients.empty() ? nullptr : prepare(payload, op);
+        if (!recipients.empty() && !prepared) {
+            result.invalid_payload = true;
+            send_failed_.fetch_add(recipients.size(), std::memory_order_relaxed);
+        } else if (!recipients.empty()) {
             for (ConnectionId m : recipients) {
                 auto handle = handle_for_send(m);
                 const SendStatus s =
@@ -634,6 +651,18 @@ private:
         std::error_code ec;
         con.close(::websocketpp::close::status::policy_violation, "Slow consumer", ec);
         return ec ? count(SendStatus::not_connected) : count(SendStatus::closed_slow_consumer);
+    }
+
+    // What prepare() accepts, without framing: data opcodes, text in UTF-8.
+    static bool framable(std::string_view payload, ::websocketpp::frame::opcode::value op) {
+        if (::websocketpp::frame::opcode::is_control(op)) {
+            return false;
+        }
+        if (op != ::websocketpp::frame::opcode::text) {
+            return true;
+        }
+        ::websocketpp::utf8_validator::validator utf8;
+        return utf8.decode(payload.begin(), payload.end()) && utf8.complete();
     }
 
     /// False only if the connection is certainly not open. websocketpp's
