@@ -987,3 +987,70 @@ TEST_CASE("AUTH with an ACL user: user and password both sent", "[redis][faults]
     CHECK(auths.back() == std::vector<std::string>{"AUTH", "chat", "acl-Pa55word"});
     CHECK(a.stop());
 }
+
+// ---------------------------------------------------------------------------
+// The bridge alone (no server): what a Redis that passes the handshake and
+// breaks on the first SUBSCRIBE costs in reconnects and warnings.
+
+namespace {
+
+/// What a RedisBridge needs of a guard, with rooms the test sets directly.
+struct BareGuard {
+    wsguard::Emitter<std::string> on_room_created, on_room_emptied;
+    wsguard::RoomIndex<wsguard::ConnectionId, std::string> index;
+    wsguard::wspp::LocalBridge local;
+    wsguard::wspp::RoomBridge* attached = &local;
+    std::size_t member_count(const std::string& room) const { return index.member_count(room); }
+    void set_bridge(wsguard::wspp::RoomBridge* b) { attached = b != nullptr ? b : &local; }
+    void detach_bridge(wsguard::wspp::RoomBridge* b) {
+        if (attached == b) {
+            attached = &local;
+        }
+    }
+    wsguard::wspp::RoomBridge& bridge() const { return *attached; }
+    void broadcast_local(const std::string&, std::string_view, wsguard::ConnectionId) {}
+    void join(wsguard::ConnectionId id, const std::string& room) {
+        if (index.join(id, room).room_created) {
+            on_room_created.emit(room);
+        }
+    }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a Redis that breaks every connection right after the handshake: reconnects back off, "
+    "warnings stay few",
+    "[redis][faults]") {
+    FakeRedis::Options fo;
+    fo.fallback = Behaviour::garbage;  // handshake fine, SUBSCRIBE answered with garbage
+    FakeRedis fake(fo);
+    asio::io_context io;
+    BareGuard guard;
+    std::vector<std::string> warnings;
+    wsguard::wspp::RedisBridgeOptions o;
+    o.address.host = "127.0.0.1";
+    o.address.port = fake.port();
+    o.node_id = "bare";
+    o.on_warning = [&](const std::string& line) { warnings.push_back(line); };
+    {
+        wsguard::wspp::RedisBridge<BareGuard> bridge(io, guard, o);
+        guard.join(1, "r");
+        io.run_for(std::chrono::milliseconds(5000));
+        const BridgeStats s = bridge.stats();
+        print("flapping Redis, 5 s: " + std::to_string(fake.accepted()) + " connections, " +
+              std::to_string(warnings.size()) + " warnings; " + describe(s));
+        for (std::size_t i = 0; i < warnings.size() && i < 4; ++i) {
+            print("  warning: " + warnings[i]);
+        }
+        INFO(describe(s));
+        CHECK(s.protocol_errors > 0);
+        // 100 ms doubling to 1 s: about 8 attempts in 5 s, 2 connections each.
+        CHECK(fake.accepted() <= 24);
+        // One outage as an operator sees it: not a line per attempt.
+        CHECK(warnings.size() <= 4);
+        bridge.stop();
+    }
+    io.restart();
+    io.run_for(std::chrono::milliseconds(100));
+}
