@@ -1054,3 +1054,58 @@ TEST_CASE(
     io.restart();
     io.run_for(std::chrono::milliseconds(100));
 }
+
+TEST_CASE("pushes nobody asked for: a server survives each, the bridge recovers and delivers",
+          "[redis][faults]") {
+    FakeRedis fake;
+    Runner a(options_for(fake.url()));
+    ClientEndpoint ep;
+    auto c = ep.connect_open(a.port());
+    REQUIRE(c);
+    join(*c, "r");
+    REQUIRE(c->round_trip());
+    const std::vector<std::pair<std::string, std::string>> pushes = {
+        {"subscribe confirmation for a channel never asked",
+         "*3\r\n" + resp_bulk("subscribe") + resp_bulk("wsguard:room:zz") + ":2\r\n"},
+        {"unsubscribe confirmation for a channel never asked",
+         "*3\r\n" + resp_bulk("unsubscribe") + resp_bulk("wsguard:room:zz") + ":0\r\n"},
+        {"pmessage", "*4\r\n" + resp_bulk("pmessage") + resp_bulk("wsguard:*") +
+                         resp_bulk(room_channel) + resp_bulk(wire("p"))},
+        {"message with an integer payload",
+         "*3\r\n" + resp_bulk("message") + resp_bulk(room_channel) + ":7\r\n"},
+        {"message with a nil payload",
+         "*3\r\n" + resp_bulk("message") + resp_bulk(room_channel) + "$-1\r\n"},
+        {"message with four elements", "*4\r\n" + resp_bulk("message") + resp_bulk(room_channel) +
+                                           resp_bulk(wire("x")) + resp_bulk("extra")},
+        {"an error reply out of the blue", "-ERR surprise\r\n"},
+        {"a status reply out of the blue", "+OK\r\n"},
+        {"an empty array", "*0\r\n"},
+        {"a nil array", "*-1\r\n"},
+    };
+    for (const auto& [what, bytes] : pushes) {
+        BridgeStats s;
+        REQUIRE(bridge_eventually(
+            a,
+            [](const BridgeStats& x) {
+                return x.state == BridgeState::connected && x.subscriptions == 1;
+            },
+            s, scaled(Millis{5000})));
+        REQUIRE(fake.wait_subscribed(room_channel, scaled(Millis{2000})));
+        const auto before = s;
+        REQUIRE(fake.push_raw(bytes, room_channel) == 1);
+        const PingFigures f = ping_for(*c, Millis{300});
+        CHECK(f.answered == f.sent);
+        const bool delivered = deliver_through(fake, *c, "after " + what, scaled(Millis{5000}));
+        s = bridge_stats(a);
+        print("push '" + what + "': io stall max " + fmt(f.max_ms) + " ms, protocol_errors +" +
+              std::to_string(s.protocol_errors - before.protocol_errors) + ", malformed +" +
+              std::to_string(s.malformed - before.malformed) +
+              ", delivered after: " + (delivered ? "yes" : "no"));
+        INFO(what << ": " << describe(s));
+        CHECK(delivered);
+        CHECK(f.max_ms <= scaled(Millis{100}).count());
+        // Nothing of the odd frame reached the member.
+        CHECK_FALSE(c->next_json(Millis{50}).has_value());
+    }
+    CHECK(a.stop());
+}
