@@ -47,6 +47,7 @@ struct ServerOptions {
     std::string bind_address = "0.0.0.0";
     /// With it, /, /stats, /metrics and /history answer only requests with
     /// "Authorization: Bearer <token>"; without it, only loopback peers.
+    /// /healthz and /readyz answer anyone (the last error for admins only).
     std::string admin_token;
     /// What the server logs; every event of a single peer (a vanished
     /// client, a refused handshake) is debug (see wsguard/websocketpp/logger.hpp).
@@ -75,6 +76,9 @@ struct ServerOptions {
     std::string node_id;  ///< id on the Redis wire; empty: host name + pid
     /// The bridge's outgoing queue; empty: RedisBridgeOptions' default.
     std::optional<wsguard::QueueOptions> redis_queue;
+    /// The health checklist's "bridge" row turns warning once the broker has
+    /// been unusable for longer than this (--bridge-down-warning-seconds).
+    std::chrono::milliseconds bridge_down_warning{std::chrono::seconds{10}};
 
     TelemetryOptions telemetry() const {
         TelemetryOptions t;
@@ -243,7 +247,16 @@ public:
         s.router = router_.stats();
         s.bridge = guard_.bridge().stats();
         telemetry_.fill(s);
+        add_bridge_check(s.health, s.bridge, options_.bridge_down_warning);
         return s;
+    }
+
+    /// Effect: what GET /readyz needs, gathered now (cheaper than snapshot()).
+    Readiness readiness() const {
+        Readiness r;
+        r.shutting_down = guard_.shutting_down();
+        r.bridge = guard_.bridge().stats();
+        return r;
     }
 
     /// The kept samples, oldest first (GET /history).
@@ -302,10 +315,14 @@ private:
             return nullptr;
         }
 #ifdef WSGUARD_HAVE_HIREDIS
-        const auto address = wsguard::wspp::parse_redis_url(options_.redis_url);
+        std::string why;
+        const auto address = wsguard::wspp::parse_redis_url(options_.redis_url, &why);
         if (!address) {
-            throw std::invalid_argument("bad Redis URL '" + options_.redis_url +
-                                        "': expected redis://host[:port]");
+            // The URL is echoed only when it cannot hold a password.
+            const bool secret = options_.redis_url.find('@') != std::string::npos;
+            throw std::invalid_argument(
+                "bad Redis URL" + (secret ? std::string() : " '" + options_.redis_url + "'") +
+                ": " + why + " (expected redis://[[user]:password@]host[:port])");
         }
         wsguard::wspp::RedisBridgeOptions bo;
         bo.address = *address;
@@ -313,6 +330,11 @@ private:
         if (options_.redis_queue) {
             bo.queue = *options_.redis_queue;
         }
+        // One line per outage and recovery, at warning level in the server's
+        // log. Called under the bridge's lock: it only writes a line.
+        bo.on_warning = [this](const std::string& line) {
+            server_.get_elog().write(websocketpp::log::elevel::warn, "redis bridge: " + line);
+        };
         // Attaches itself to the guard: every room broadcast reaches the other nodes.
         return std::make_unique<wsguard::wspp::RedisBridge<Guard, Lock>>(server_.get_io_service(),
                                                                          guard_, std::move(bo));

@@ -26,12 +26,19 @@ h1{font-size:20px;margin:0 0 .2em}
 .card h2 span{font-variant-numeric:tabular-nums;color:#333}
 canvas{width:100%;height:120px;display:block}
 .growth{font-size:12px;color:#555;min-height:1.2em}
+#bridge{margin-bottom:1em}#bridge table{border-collapse:collapse;font-size:13px}
+#bridge td{padding:1px 12px 1px 0;font-variant-numeric:tabular-nums}
+#bridge.down{background:#fff4d6}
 </style></head>
 <body>
 <h1>wsguard chat server</h1>
 <p class="sub">WebSocket on this address · <a href="/stats">/stats</a> ·
 <a href="/metrics">/metrics</a> · <span id="status">connecting…</span></p>
 <div id="health"><b id="level">…</b> <span id="summary"></span><ul id="findings"></ul></div>
+<div class="card" id="bridge"><h2>Bridge (rooms across servers)<span id="b-state">–</span></h2>
+<table><tr><td>down for</td><td id="b-down">–</td><td>last error</td><td id="b-error">–</td></tr>
+<tr><td>failed, by reason</td><td colspan="3" id="b-failures">–</td></tr>
+<tr><td>received, dropped</td><td colspan="3" id="b-dropped">–</td></tr></table></div>
 <div class="grid" id="plots"></div>
 <script>
 "use strict";
@@ -86,6 +93,16 @@ async function refresh(){
       document.getElementById("g-"+key).textContent=gr&&gr.growth_per_hour!=null
         ?`growth ${fmt(gr.growth_per_hour,unit)}/h · fit r² ${gr.r_squared.toFixed(2)} · ${gr.level}`:"growth: collecting samples";
     }
+    const b=stats.bridge||{};
+    const text=(id,v)=>{document.getElementById(id).textContent=v;};
+    document.getElementById("bridge").className="card"+(b.ready===false?" down":"");
+    text("b-state",(b.state||"–")+(b.ready?" · ready":" · not ready"));
+    text("b-down",b.state==="local"?"no broker":((b.down_for_ms||0)/1000).toFixed(1)+" s");
+    text("b-error",b.last_error||"none");
+    const f=b.failures||{};
+    text("b-failures",Object.keys(f).map(k=>k+" "+f[k]).join(" · ")||"–");
+    text("b-dropped",["malformed","invalid_utf8","not_followed"].map(k=>k+" "+(b[k]||0)).join(" · ")
+      +" · protocol errors "+(b.protocol_errors||0)+" · reply timeouts "+(b.reply_timeouts||0));
     const h=stats.health||{level:"ok",findings:[]};
     const box=document.getElementById("health");box.className=h.level;
     document.getElementById("level").textContent=h.level;

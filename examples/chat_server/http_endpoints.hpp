@@ -133,6 +133,21 @@ inline std::string stats_json(const ServerSnapshot& s) {
           {"connects", s.bridge.connects},
           {"disconnects", s.bridge.disconnects},
           {"connect_failures", s.bridge.connect_failures},
+          {"failures",
+           {{"too_large", s.bridge.failures.too_large},
+            {"queue_full", s.bridge.failures.queue_full},
+            {"expired", s.bridge.failures.expired},
+            {"connection_lost", s.bridge.failures.connection_lost},
+            {"refused", s.bridge.failures.refused},
+            {"stopped", s.bridge.failures.stopped}}},
+          {"in_flight_bytes", s.bridge.in_flight_bytes},
+          {"invalid_utf8", s.bridge.invalid_utf8},
+          {"not_followed", s.bridge.not_followed},
+          {"protocol_errors", s.bridge.protocol_errors},
+          {"reply_timeouts", s.bridge.reply_timeouts},
+          {"down_for_ms", static_cast<std::int64_t>(s.bridge.down_for.count())},
+          {"last_error", s.bridge.last_error},
+          {"ready", wsguard::wspp::bridge_ready(s.bridge)},
           {"queue",
            {{"size", s.bridge.queue.size},
             {"bytes", s.bridge.queue.bytes},
@@ -155,7 +170,8 @@ inline std::string stats_json(const ServerSnapshot& s) {
     j["growth"] = std::move(growth);
     // The health report has one writer, the library's: its JSON goes in as
     // written (serialized once), as the last member.
-    std::string out = j.dump(2);
+    // Replaced, not thrown on: text that is not UTF-8 (a last error, a node id).
+    std::string out = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     out.pop_back();  // the closing brace
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
         out.pop_back();
@@ -186,6 +202,11 @@ public:
     // A count as digits: a double would print 1234567 as 1.23457e+06.
     void sample(const char* name, const char* label, const std::string& value, std::uint64_t v) {
         out_ << "wsguard_" << name << '{' << label << "=\"" << value << "\"} " << v << '\n';
+    }
+    // A count as digits, unlabelled (see sample()).
+    void count(const char* name, const char* type, const char* help, std::uint64_t value) {
+        family(name, type, help);
+        out_ << "wsguard_" << name << ' ' << value << '\n';
     }
     void gauge(const char* name, const char* help, double value) {
         metric(name, "gauge", help, value);
@@ -287,17 +308,77 @@ inline std::string metrics_text(const ServerSnapshot& s) {
               double(b.received));
     w.counter("bridge_delivered_total", "Messages from other nodes delivered to local members.",
               double(b.delivered));
-    w.counter("bridge_failed_total", "Room messages that never reached the broker.",
-              double(b.failed));
-    w.counter("bridge_dropped_total", "Of those, dropped by the bounded queue (overflow or age).",
+    w.counter("bridge_dropped_total", "Room messages the bounded queue dropped (overflow or age).",
               double(b.dropped));
     w.counter("bridge_disconnects_total", "Broker connections lost.", double(b.disconnects));
     w.counter("bridge_connect_failures_total", "Broker connection attempts that failed.",
               double(b.connect_failures));
+    const std::pair<const char*, std::uint64_t> failures[] = {
+        {"too_large", b.failures.too_large}, {"queue_full", b.failures.queue_full},
+        {"expired", b.failures.expired},     {"connection_lost", b.failures.connection_lost},
+        {"refused", b.failures.refused},     {"stopped", b.failures.stopped}};
+    // One series per reason; their sum is /stats' bridge.failed.
+    w.family("bridge_failed_total", "counter",
+             "Room messages that never reached the broker, by reason.");
+    for (const auto& [reason, n] : failures) {
+        w.sample("bridge_failed_total", "reason", reason, n);
+    }
+    const std::pair<const char*, std::uint64_t> received_dropped[] = {
+        {"malformed", b.malformed},
+        {"invalid_utf8", b.invalid_utf8},
+        {"not_followed", b.not_followed}};
+    w.family("bridge_received_dropped_total", "counter",
+             "Messages from the broker not delivered, by reason.");
+    for (const auto& [reason, n] : received_dropped) {
+        w.sample("bridge_received_dropped_total", "reason", reason, n);
+    }
+    w.count("bridge_protocol_errors_total", "counter",
+            "Broker connections dropped for a reply outside the protocol.", b.protocol_errors);
+    w.count("bridge_reply_timeouts_total", "counter",
+            "Broker connections dropped for a reply that came too late.", b.reply_timeouts);
+    w.count("bridge_in_flight_bytes", "gauge",
+            "Bytes of the commands sent to the broker, not acknowledged yet.", b.in_flight_bytes);
+    w.gauge("bridge_down_seconds",
+            "Seconds the broker has been unusable (0 while connected, and without a broker).",
+            std::chrono::duration<double>(b.down_for).count());
+    w.gauge("bridge_ready", "1 when the bridge can carry room messages (local or connected).",
+            wsguard::wspp::bridge_ready(b) ? 1.0 : 0.0);
     w.gauge("health_findings", "Series named by the leak triage.",
             double(s.health.findings.size()));
     w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
     return w.str();
+}
+
+/// What GET /readyz looks at: whether the server still takes connections and
+/// where its bridge stands.
+struct Readiness {
+    bool shutting_down = false;
+    wsguard::wspp::BridgeStats bridge;
+};
+
+/// GET /readyz: {"ready":true,"bridge":STATE} when the server takes
+/// connections and its bridge is ready (wsguard::wspp::bridge_ready);
+/// else {"ready":false,"reasons":[...],"bridge":STATE}. A reason names the
+/// bridge's state; only for `admin` does it carry the bridge's last error
+/// (broker addresses, error text), as /stats does.
+inline nlohmann::ordered_json readiness_json(const Readiness& r, bool admin) {
+    nlohmann::ordered_json reasons = nlohmann::ordered_json::array();
+    if (r.shutting_down) {
+        reasons.push_back("shutting down: no new connections");
+    }
+    if (!wsguard::wspp::bridge_ready(r.bridge)) {
+        std::string reason = std::string("bridge ") + wsguard::wspp::to_string(r.bridge.state);
+        if (admin && !r.bridge.last_error.empty()) {
+            reason += ": " + r.bridge.last_error;
+        }
+        reasons.push_back(std::move(reason));
+    }
+    nlohmann::ordered_json j = {{"ready", reasons.empty()}};
+    if (!reasons.empty()) {
+        j["reasons"] = std::move(reasons);
+    }
+    j["bridge"] = wsguard::wspp::to_string(r.bridge.state);
+    return j;
 }
 
 /// One HTTP response: status, headers (Content-Type first) and body.
@@ -355,9 +436,13 @@ inline bool admin_allowed(const std::optional<asio::ip::address>& peer,
 }
 
 /// Effect: the response to `method` `resource` (query ignored). Source gives
-/// snapshot() (a ServerSnapshot) and history_json(); it is asked only for
-/// what the path needs. Without `admin` (see admin_allowed()) every path the
-/// server has answers 403.
+/// snapshot() (a ServerSnapshot), readiness() (a Readiness) and
+/// history_json(); it is asked only for what the path needs. Without `admin`
+/// (see admin_allowed()) every path the server has answers 403 but the
+/// probes: /healthz (liveness: 200 {"status":"ok"} while HTTP is served) and
+/// /readyz (200 or 503, see readiness_json()), which a kubelet asks from a
+/// node address without a token and which tell such a caller no more than
+/// the bridge's state.
 template <class Source>
 HttpResponse respond(std::string_view method, std::string_view resource, Source& source,
                      bool admin) {
@@ -377,6 +462,15 @@ HttpResponse respond(std::string_view method, std::string_view resource, Source&
         r.status = websocketpp::http::status_code::method_not_allowed;
         r.headers.emplace_back("Allow", "GET");
         content("text/plain", "only GET is supported\n");
+    } else if (path == "/healthz") {
+        content("application/json", "{\"status\":\"ok\"}");
+    } else if (path == "/readyz") {
+        const nlohmann::ordered_json j = readiness_json(source.readiness(), admin);
+        if (!j.at("ready").get<bool>()) {
+            r.status = websocketpp::http::status_code::service_unavailable;
+        }
+        content("application/json",
+                j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
     } else if (path == "/stats") {
         content("application/json", stats_json(source.snapshot()));
     } else if (path == "/metrics") {
@@ -387,7 +481,7 @@ HttpResponse respond(std::string_view method, std::string_view resource, Source&
         content("text/html; charset=utf-8", dashboard_page());
     } else {
         r.status = websocketpp::http::status_code::not_found;
-        content("text/plain", "not found: try /, /stats or /metrics\n");
+        content("text/plain", "not found: try /, /stats, /metrics, /healthz or /readyz\n");
     }
     r.headers.emplace_back("Cache-Control", "no-store");
     return r;

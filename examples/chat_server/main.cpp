@@ -7,6 +7,7 @@
 
 #include <asio/signal_set.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -40,9 +41,10 @@ int serve(const chat::ServerOptions& options) {
         "  dashboard  http://%s/\n"
         "  stats      http://%s/stats\n"
         "  metrics    http://%s/metrics\n"
+        "  probes     http://%s/healthz, http://%s/readyz (no token needed)\n"
         "  (admin endpoints: %s)\n",
         local.address().to_string().c_str(), unsigned(local.port()), at.c_str(), at.c_str(),
-        at.c_str(), at.c_str(),
+        at.c_str(), at.c_str(), at.c_str(), at.c_str(),
         options.admin_token.empty() ? "loopback peers only"
                                     : "\"Authorization: Bearer <--admin-token>\" only");
     std::fflush(stdout);
@@ -98,6 +100,8 @@ int main(int argc, char** argv) {
     long long idle_ms = g.idle_timeout.count();
     long long ping_ms = g.ping_interval.count();
     long long sample_ms = options.sample_interval.count();
+    long long bridge_down_s =
+        std::chrono::duration_cast<std::chrono::seconds>(options.bridge_down_warning).count();
     std::string slow = "drop";
     std::string log_level = wsguard::wspp::to_string(options.log_level);
 
@@ -177,6 +181,10 @@ int main(int argc, char** argv) {
                    "redis://host[:port]: rooms span every server on this Redis (pub/sub)");
     app.add_option("--node-id", options.node_id,
                    "This server's id on the Redis wire (default: host name + pid)");
+    app.add_option("--bridge-down-warning-seconds", bridge_down_s,
+                   "The health row \"bridge\" turns warning once Redis has been unusable this "
+                   "long (/readyz answers 503 whenever it is not connected)")
+        ->check(CLI::Range(0LL, 86400LL));
 
     try {
         app.parse(argc, argv);
@@ -190,6 +198,7 @@ int main(int argc, char** argv) {
     g.slow_consumer = slow == "close" ? wsguard::wspp::SlowConsumerPolicy::close
                                       : wsguard::wspp::SlowConsumerPolicy::drop;
     options.sample_interval = std::chrono::milliseconds(sample_ms);
+    options.bridge_down_warning = std::chrono::seconds(bridge_down_s);
     options.log_level = *wsguard::wspp::parse_log_level(log_level);
     if (const auto rc =
             fit_max_connections(g.max_connections, app.count("--max-connections") > 0)) {

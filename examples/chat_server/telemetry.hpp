@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -70,6 +71,54 @@ struct ServerSnapshot {
     std::vector<std::pair<wsguard::HealthSeries, wsguard::GrowthVerdict>> growth;
     double uptime_seconds = 0;
 };
+
+/// Effect: the checklist's "bridge" row for `b`: ok while the bridge is
+/// ready (local: no broker, or connected); warning once the broker has been
+/// unusable for longer than `warn_after`, ok before that (a reconnect in
+/// progress). measured is false for LocalBridge; else value is down_for in
+/// seconds, warning_at `warn_after` in seconds and there is no critical level
+/// (critical_at is infinite: null in JSON). The message names the state and,
+/// when not ready, the last error.
+inline wsguard::CheckResult bridge_check(const wsguard::wspp::BridgeStats& b,
+                                         std::chrono::milliseconds warn_after) {
+    wsguard::CheckResult c;
+    c.name = "bridge";
+    c.level = wsguard::HealthLevel::ok;
+    c.critical_at = std::numeric_limits<double>::infinity();
+    c.warning_at = std::chrono::duration<double>(warn_after).count();
+    const std::string state = wsguard::wspp::to_string(b.state);
+    if (b.state == wsguard::wspp::BridgeState::local) {
+        c.message = "local: no broker, rooms stay on this server";
+        return c;
+    }
+    c.measured = true;
+    c.value = std::chrono::duration<double>(b.down_for).count();
+    if (wsguard::wspp::bridge_ready(b)) {
+        c.message = state + ": room messages reach the other servers";
+        return c;
+    }
+    char down[64];
+    std::snprintf(down, sizeof down, "%.1f s (warning after %.1f s)", c.value, c.warning_at);
+    c.message = state + ", down for " + down;
+    if (!b.last_error.empty()) {
+        c.message += "; last error: " + b.last_error;
+    }
+    if (b.down_for > warn_after) {
+        c.level = wsguard::HealthLevel::warning;
+        c.message +=
+            "; room messages do not reach the other servers: check the broker (--redis) and "
+            "the network to it";
+    }
+    return c;
+}
+
+/// Effect: `report` with the "bridge" row appended and its level raised to
+/// the row's when worse.
+inline void add_bridge_check(wsguard::HealthReport& report, const wsguard::wspp::BridgeStats& b,
+                             std::chrono::milliseconds warn_after) {
+    report.checks.push_back(bridge_check(b, warn_after));
+    report.level = wsguard::worst(report.level, report.checks.back().level);
+}
 
 /// What Telemetry needs to know, from the command line.
 struct TelemetryOptions {

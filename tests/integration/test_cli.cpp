@@ -220,6 +220,12 @@ TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stde
         {"--bind", "::12345"},
         {"--max-uri-bytes", "16001"},
         {"--allowed-origins", "https://a.example/app"},
+        {"--bridge-down-warning-seconds", "abc"},
+        {"--bridge-down-warning-seconds", "-1"},
+        {"--bridge-down-warning-seconds", "1.5"},
+        {"--bridge-down-warning-seconds", "86401"},
+        {"--bridge-down-warning-seconds", "99999999999999999999"},
+        {"--bridge-down-warning-seconds"},
     };
     for (const auto& args : bad) {
         std::string joined;
@@ -231,6 +237,26 @@ TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stde
         CHECK(exit_code_of(args, &out, &err) == 2);
         CHECK_FALSE(err.empty());
         // Refused before anything started listening.
+        CHECK(out.find("listening") == std::string::npos);
+    }
+}
+
+TEST_CASE("chat_server refuses a Redis URL it cannot use, says why, and never echoes a password",
+          "[cli]") {
+    struct Case {
+        const char* url;
+        const char* reason;
+    };
+    for (const Case& c : {Case{"rediss://cache.example:6380", "TLS"},
+                          Case{"redis://:sekret-pw@127.0.0.1:6379/3", "database"},
+                          Case{"redis://app@127.0.0.1", "credentials"},
+                          Case{"http://127.0.0.1:6379", "redis://"}}) {
+        INFO(c.url);
+        std::string out, err;
+        CHECK(exit_code_of({"--port", "0", "--redis", c.url}, &out, &err) == 2);
+        CHECK(err.find(c.reason) != std::string::npos);
+        CHECK(err.find("sekret-pw") == std::string::npos);
+        CHECK(out.find("sekret-pw") == std::string::npos);
         CHECK(out.find("listening") == std::string::npos);
     }
 }
@@ -261,6 +287,7 @@ TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
                              "--max-room-name-bytes",
                              "--log-level",
                              "--admin-token",
+                             "--bridge-down-warning-seconds",
                              "--help"}) {
         INFO(flag);
         CHECK(out.find(flag) != std::string::npos);
@@ -442,4 +469,27 @@ TEST_CASE("chat_server fits --max-connections to the descriptor limit, naming bo
         REQUIRE(rc);
         CHECK(*rc == 0);
     }
+}
+
+TEST_CASE("chat_server --bridge-down-warning-seconds sets the bridge row's threshold", "[cli]") {
+    Child child({"--port", "0", "--bind", "127.0.0.1", "--bridge-down-warning-seconds", "7"});
+    const auto port = child.wait_listening_port(Millis{10000});
+    INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+    REQUIRE(port);
+    const auto stats = wsguard::test::get_stats(static_cast<std::uint16_t>(*port));
+    REQUIRE(stats.is_object());
+    bool found = false;
+    for (const auto& c : stats["health"]["checks"]) {
+        if (c["name"] == "bridge") {
+            found = true;
+            CHECK(c["level"] == "ok");
+            CHECK(c["warning_at"] == 7);
+        }
+    }
+    CHECK(found);
+    const auto ready = wsguard::test::http_get(static_cast<std::uint16_t>(*port), "/readyz");
+    REQUIRE(ready);
+    CHECK(ready->status == 200);
+    REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+    CHECK(child.wait_exit(Millis{10000}) == std::optional<int>(0));
 }

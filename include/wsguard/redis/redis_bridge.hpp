@@ -113,9 +113,9 @@ struct RedisBridgeOptions {
     /// payload plus its channel and node id) breaks the connection as a
     /// protocol error instead of being buffered. 16 MiB.
     std::size_t max_reply_bytes = 16u << 20;
-    /// Called with one line when the bridge loses Redis or cannot reach it
-    /// (once per outage, with the reason) and when it is back (with how long it
-    /// was down). Under the bridge's lock: do not call the bridge from it.
+    /// Called with one line (no prefix: the caller adds its own) when the bridge loses Redis or
+    /// cannot reach it (once per outage, with the reason) and when it is back (with how long it was
+    /// down). Under the bridge's lock: do not call the bridge from it.
     std::function<void(const std::string&)> on_warning;
 };
 
@@ -447,8 +447,8 @@ private:
         if (outage_announced_) {
             const auto down =
                 std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - down_since_);
-            warn("Redis bridge: connected to " + where() + " again after " +
-                 std::to_string(down.count()) + " ms");
+            warn("connected to " + where() + " again after " + std::to_string(down.count()) +
+                 " ms");
             outage_announced_ = false;
         }
         for (const std::string& room : rooms_) {
@@ -479,7 +479,7 @@ private:
         watchdog_.cancel(ec);
         if (!outage_announced_) {
             outage_announced_ = true;
-            warn("Redis bridge: " + error + "; room messages stay on this node until " + where() +
+            warn(error + "; room messages stay on this node until " + where() +
                  " is back (retrying with backoff)");
         }
         schedule_retry();

@@ -298,43 +298,45 @@ private:
     void connect_to(std::vector<asio::ip::tcp::endpoint> endpoints) {
         state_ = State::connecting;
         socket_ = std::make_shared<asio::ip::tcp::socket>(io_);
-        asio::async_connect(
-            *socket_, endpoints,
-            guarded([this](const std::error_code& ec, const asio::ip::tcp::endpoint&) {
-                if (ec) {
-                    fail(LinkFailure::connect,
-                         "cannot connect to " + where() + ": " + ec.message());
-                    return;
-                }
-                std::error_code ignored;
-                socket_->set_option(asio::ip::tcp::no_delay(true), ignored);
-                socket_->set_option(asio::socket_base::keep_alive(true), ignored);
-                reader_ = redisReaderCreateWithFunctions(
-                    &detail::BoundedReplyFunctions::instance().functions);
-                if (reader_ == nullptr) {
-                    throw std::bad_alloc();
-                }
-                input_ = std::make_shared<std::array<char, 16384>>();
-                state_ = State::handshaking;
-                awaiting_auth_ = !address_.password.empty();
-                if (awaiting_auth_) {
-                    if (address_.username.empty()) {
-                        send({"AUTH", address_.password});
-                    } else {
-                        send({"AUTH", address_.username, address_.password});
-                    }
-                }
-                send({"PING"});
-                read_more();
-            }));
+        // Each handler holds the socket: asio's composed operations use it
+        // until they complete, also when release() already let it go.
+        asio::async_connect(*socket_, endpoints,
+                            guarded([this, socket = socket_](const std::error_code& ec,
+                                                             const asio::ip::tcp::endpoint&) {
+                                if (ec) {
+                                    fail(LinkFailure::connect,
+                                         "cannot connect to " + where() + ": " + ec.message());
+                                    return;
+                                }
+                                std::error_code ignored;
+                                socket_->set_option(asio::ip::tcp::no_delay(true), ignored);
+                                socket_->set_option(asio::socket_base::keep_alive(true), ignored);
+                                reader_ = redisReaderCreateWithFunctions(
+                                    &detail::BoundedReplyFunctions::instance().functions);
+                                if (reader_ == nullptr) {
+                                    throw std::bad_alloc();
+                                }
+                                input_ = std::make_shared<std::array<char, 16384>>();
+                                state_ = State::handshaking;
+                                awaiting_auth_ = !address_.password.empty();
+                                if (awaiting_auth_) {
+                                    if (address_.username.empty()) {
+                                        send({"AUTH", address_.password});
+                                    } else {
+                                        send({"AUTH", address_.username, address_.password});
+                                    }
+                                }
+                                send({"PING"});
+                                read_more();
+                            }));
     }
 
     void read_more() {
         // The buffer travels with the handler: a read of a released
         // connection may complete after the next connection started.
         socket_->async_read_some(
-            asio::buffer(*input_),
-            guarded([this, input = input_](const std::error_code& ec, std::size_t n) {
+            asio::buffer(*input_), guarded([this, socket = socket_, input = input_](
+                                               const std::error_code& ec, std::size_t n) {
                 if (ec) {
                     fail(state_ == State::up ? LinkFailure::closed : LinkFailure::connect,
                          ec == asio::error::eof
@@ -420,7 +422,8 @@ private:
         writing_->swap(out_);
         asio::async_write(
             *socket_, asio::buffer(*writing_),
-            guarded([this, buffer = writing_](const std::error_code& ec, std::size_t) {
+            guarded([this, socket = socket_, buffer = writing_](const std::error_code& ec,
+                                                                std::size_t) {
                 if (ec) {
                     fail(state_ == State::up ? LinkFailure::closed : LinkFailure::connect,
                          "writing to " + where() + " failed: " + ec.message());
