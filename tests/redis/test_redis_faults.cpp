@@ -969,6 +969,9 @@ TEST_CASE("AUTH: the right password connects, a wrong one keeps the bridge down 
         REQUIRE(metrics);
         CHECK(metrics->body.find(wrong) == std::string::npos);
         CHECK(a.stop());
+        // The outage was logged (so the log was looked at), without the password.
+        INFO("server log:\n" << log.str());
+        CHECK(lower(log.str()).find("auth") != std::string::npos);
         CHECK(log.str().find(wrong) == std::string::npos);
     }
 }
