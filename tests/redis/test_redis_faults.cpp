@@ -12,6 +12,7 @@
 #include "client_harness.hpp"
 #include "fake_redis.hpp"
 #include "redis_harness.hpp"
+#include "rooms_only_guard.hpp"
 #include "support/sanitizers.hpp"
 
 #include <catch2/catch.hpp>
@@ -997,27 +998,7 @@ TEST_CASE("AUTH with an ACL user: user and password both sent", "[redis][faults]
 
 namespace {
 
-/// What a RedisBridge needs of a guard, with rooms the test sets directly.
-struct BareGuard {
-    wsguard::Emitter<std::string> on_room_created, on_room_emptied;
-    wsguard::RoomIndex<wsguard::ConnectionId, std::string> index;
-    wsguard::wspp::LocalBridge local;
-    wsguard::wspp::RoomBridge* attached = &local;
-    std::size_t member_count(const std::string& room) const { return index.member_count(room); }
-    void set_bridge(wsguard::wspp::RoomBridge* b) { attached = b != nullptr ? b : &local; }
-    void detach_bridge(wsguard::wspp::RoomBridge* b) {
-        if (attached == b) {
-            attached = &local;
-        }
-    }
-    wsguard::wspp::RoomBridge& bridge() const { return *attached; }
-    void broadcast_local(const std::string&, std::string_view, wsguard::ConnectionId) {}
-    void join(wsguard::ConnectionId id, const std::string& room) {
-        if (index.join(id, room).room_created) {
-            on_room_created.emit(room);
-        }
-    }
-};
+using BareGuard = wsguard::test::RoomsOnlyGuard;
 
 }  // namespace
 

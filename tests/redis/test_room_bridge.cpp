@@ -8,6 +8,7 @@
 #include <wsguard/websocketpp/server_guard.hpp>
 
 #include "redis_harness.hpp"
+#include "rooms_only_guard.hpp"
 #include "support/iostream_pair.hpp"
 
 #include <catch2/catch.hpp>
@@ -30,35 +31,7 @@ using Config = wsguard::wspp::core_lean;
 using Guard = wsguard::wspp::ServerGuard<Config>;
 using Pair = wsguard::test::IostreamPair<Config>;
 
-/// What a RedisBridge needs of a guard, with rooms the test sets directly.
-struct FakeGuard {
-    wsguard::Emitter<std::string> on_room_created, on_room_emptied;
-    wsguard::RoomIndex<ConnectionId, std::string> index;
-    std::vector<std::pair<std::string, std::string>> delivered;
-    wsguard::wspp::LocalBridge local;
-    wsguard::wspp::RoomBridge* attached = &local;
-    std::size_t member_count(const std::string& room) const { return index.member_count(room); }
-    void set_bridge(wsguard::wspp::RoomBridge* b) { attached = b != nullptr ? b : &local; }
-    void detach_bridge(wsguard::wspp::RoomBridge* b) {
-        if (attached == b) {
-            attached = &local;
-        }
-    }
-    wsguard::wspp::RoomBridge& bridge() const { return *attached; }
-    void broadcast_local(const std::string& room, std::string_view payload, ConnectionId) {
-        delivered.emplace_back(room, std::string(payload));
-    }
-    void join(ConnectionId id, const std::string& room) {
-        if (index.join(id, room).room_created) {
-            on_room_created.emit(room);
-        }
-    }
-    void leave(ConnectionId id, const std::string& room) {
-        if (index.leave(id, room).room_now_empty) {
-            on_room_emptied.emit(room);
-        }
-    }
-};
+using FakeGuard = wsguard::test::RoomsOnlyGuard;
 
 }  // namespace
 
