@@ -66,10 +66,10 @@ inline const char* to_string(MemoryLimitSource source) noexcept {
 
 /// Every reading at once; each is absent where the platform cannot provide it.
 struct MemoryReading {
-    std::optional<std::size_t> resident_bytes;     ///< resident_set_bytes()
-    std::optional<std::size_t> heap_in_use_bytes;  ///< heap_in_use_bytes()
-    std::optional<std::size_t> limit_bytes;        ///< memory_limit_bytes()
-    MemoryLimitSource limit_source;                ///< where limit_bytes came from
+    std::optional<std::size_t> resident_bytes;                    ///< resident_set_bytes()
+    std::optional<std::size_t> heap_in_use_bytes;                 ///< heap_in_use_bytes()
+    std::optional<std::size_t> limit_bytes;                       ///< memory_limit_bytes()
+    MemoryLimitSource limit_source = MemoryLimitSource::unknown;  ///< where limit_bytes came from
 };
 
 namespace detail {
