@@ -13,7 +13,6 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <regex>
 #include <sstream>
 #include <string>
 
@@ -111,22 +110,37 @@ TEST_CASE("down past the threshold: a warning row, down_for, last_error and metr
     REQUIRE(metrics->status == 200);
     const std::string& m = metrics->body;
     CHECK(m.find("\nwsguard_bridge_ready 0\n") != std::string::npos);
+    // A sample's value text ("" when the series is absent). No std::regex:
+    // gcc 12 warns maybe-uninitialized inside <regex> under -O2 with ASan.
+    const auto value_of = [&m](const std::string& series) {
+        const std::string key = "\n" + series + " ";
+        const auto at = m.find(key);
+        if (at == std::string::npos) {
+            return std::string();
+        }
+        const auto from = at + key.size();
+        return m.substr(from, m.find('\n', from) - from);
+    };
+    const auto is_count = [](const std::string& v) {
+        return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos;
+    };
     for (const char* reason :
          {"too_large", "queue_full", "expired", "connection_lost", "refused", "stopped"}) {
         INFO(reason);
-        const std::regex series(std::string("\nwsguard_bridge_failed_total\\{reason=\"") + reason +
-                                "\"\\} [0-9]+\n");
-        CHECK(std::regex_search(m, series));
+        CHECK(is_count(
+            value_of(std::string("wsguard_bridge_failed_total{reason=\"") + reason + "\"}")));
     }
     for (const char* reason : {"malformed", "invalid_utf8", "not_followed"}) {
         INFO(reason);
-        const std::regex series(std::string("\nwsguard_bridge_received_dropped_total\\{reason=\"") +
-                                reason + "\"\\} [0-9]+\n");
-        CHECK(std::regex_search(m, series));
+        CHECK(is_count(value_of(std::string("wsguard_bridge_received_dropped_total{reason=\"") +
+                                reason + "\"}")));
     }
-    CHECK(
-        std::regex_search(m, std::regex("\nwsguard_bridge_connect_failures_total [1-9][0-9]*\n")));
-    CHECK(std::regex_search(m, std::regex("\nwsguard_bridge_down_seconds [1-9]")));
+    const std::string connect_failures = value_of("wsguard_bridge_connect_failures_total");
+    CHECK((is_count(connect_failures) && connect_failures.front() != '0'));
+    const std::string down = value_of("wsguard_bridge_down_seconds");
+    REQUIRE_FALSE(down.empty());
+    CHECK(down.front() >= '1');
+    CHECK(down.front() <= '9');
     CHECK(m.find("\nwsguard_health_check_level{check=\"bridge\"} 1\n") != std::string::npos);
 
     // The log stream is read once the server's thread is joined.
