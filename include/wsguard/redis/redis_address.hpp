@@ -27,6 +27,14 @@ struct RedisAddress {
     std::string password;
 };
 
+/// Effect: "host:port" ("[host]:port" for IPv6), without the credentials:
+/// what log lines and errors name. Never fails. Thread safety: Safe.
+/// Exceptions: std::bad_alloc.
+inline std::string host_port(const RedisAddress& a) {
+    const bool v6 = a.host.find(':') != std::string::npos;
+    return (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
+}
+
 /// Effect: `s` with every %XX decoded; std::nullopt on a bad escape.
 inline std::optional<std::string> percent_decoded(std::string_view s) {
     std::string out;

@@ -435,11 +435,7 @@ private:
         }
     }
 
-    std::string where() const {
-        const auto& a = options_.address;
-        const bool v6 = a.host.find(':') != std::string::npos;
-        return "redis://" + (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
-    }
+    std::string where() const { return "redis://" + host_port(options_.address); }
 
     // RedisLink::Owner: every call under the lock.
 

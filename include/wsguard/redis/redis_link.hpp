@@ -571,11 +571,7 @@ private:
         awaiting_auth_ = false;
     }
 
-    std::string where() const {
-        const bool v6 = address_.host.find(':') != std::string::npos;
-        return (v6 ? "[" + address_.host + "]" : address_.host) + ":" +
-               std::to_string(address_.port);
-    }
+    std::string where() const { return host_port(address_); }
 
     // A reply, shortened, for an error message: type and the first bytes.
     static std::string describe(const redisReply& r) {
