@@ -1,7 +1,8 @@
 # Third-party packages for tests, examples and benchmarks: the system's first
 # (Debian: catch2 libwebsocketpp-dev libasio-dev nlohmann-json3-dev libcli11-dev
 # libbenchmark-dev libboost-dev), else a pinned FetchContent download.
-# The library target itself needs none of them.
+# The library target itself needs none of them; websocketpp and asio are the
+# adapter's (WsguardAdapters.cmake).
 include(FetchContent)
 
 if(WSGUARD_BUILD_TESTS)
@@ -17,44 +18,6 @@ if(WSGUARD_BUILD_TESTS)
 endif()
 
 if(WSGUARD_BUILD_TESTS OR WSGUARD_BUILD_EXAMPLES OR WSGUARD_BUILD_BENCHMARKS)
-  # websocketpp's version file is ExactVersion, so asking for 0.8 would refuse
-  # the system's 0.8.2: ask for any version and check the minimum here.
-  find_package(websocketpp QUIET)
-  if(websocketpp_FOUND AND websocketpp_VERSION VERSION_LESS 0.8)
-    message(FATAL_ERROR "wsguard: websocketpp ${websocketpp_VERSION} found in "
-      "${websocketpp_DIR}; 0.8 or later is needed (set websocketpp_DIR)")
-  endif()
-  if(NOT websocketpp_FOUND)
-    message(STATUS "wsguard: websocketpp not found on the system, fetching 0.8.2")
-    FetchContent_Declare(websocketpp
-      GIT_REPOSITORY https://github.com/zaphoyd/websocketpp.git
-      GIT_TAG 0.8.2)
-    FetchContent_Populate(websocketpp)
-    add_library(websocketpp::websocketpp INTERFACE IMPORTED)
-    set_target_properties(websocketpp::websocketpp PROPERTIES
-      INTERFACE_INCLUDE_DIRECTORIES "${websocketpp_SOURCE_DIR}")
-  endif()
-
-  # Standalone asio (libasio-dev); websocketpp uses it through ASIO_STANDALONE.
-  find_path(WSGUARD_ASIO_INCLUDE_DIR asio.hpp)
-  if(NOT WSGUARD_ASIO_INCLUDE_DIR)
-    message(STATUS "wsguard: asio not found on the system, fetching asio-1-28-0")
-    FetchContent_Declare(asio
-      GIT_REPOSITORY https://github.com/chriskohlhoff/asio.git
-      GIT_TAG asio-1-28-0)
-    FetchContent_Populate(asio)
-    set(WSGUARD_ASIO_INCLUDE_DIR "${asio_SOURCE_DIR}/asio/include" CACHE PATH "" FORCE)
-  endif()
-  if(NOT TARGET wsguard_websocketpp)
-    add_library(wsguard_websocketpp INTERFACE)
-    target_include_directories(wsguard_websocketpp SYSTEM INTERFACE "${WSGUARD_ASIO_INCLUDE_DIR}")
-    # wsguard::wsguard carries cxx_std_17: every adapter user states its standard.
-    target_link_libraries(wsguard_websocketpp INTERFACE wsguard::wsguard websocketpp::websocketpp
-                                                        Threads::Threads)
-    # websocketpp picks std:: (not boost::) facilities itself under C++11 and later.
-    target_compile_definitions(wsguard_websocketpp INTERFACE ASIO_STANDALONE)
-  endif()
-
   find_package(nlohmann_json 3.2 QUIET)
   if(NOT nlohmann_json_FOUND)
     message(STATUS "wsguard: nlohmann_json not found on the system, fetching v3.11.2")

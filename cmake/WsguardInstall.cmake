@@ -7,6 +7,17 @@ set(WSGUARD_CMAKE_DIR "${CMAKE_INSTALL_DATADIR}/cmake/wsguard" CACHE STRING
 install(TARGETS wsguard EXPORT wsguardTargets)
 install(DIRECTORY include/ DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 install(EXPORT wsguardTargets NAMESPACE wsguard:: DESTINATION "${WSGUARD_CMAKE_DIR}")
+# One file per adapter, so the config loads an adapter only when asked for it
+# and its dependencies are found (wsguardConfig.cmake.in).
+if(TARGET wsguard_websocketpp)
+  install(TARGETS wsguard_websocketpp EXPORT wsguardWebsocketppTargets)
+  install(EXPORT wsguardWebsocketppTargets NAMESPACE wsguard::
+          DESTINATION "${WSGUARD_CMAKE_DIR}")
+endif()
+if(TARGET wsguard_redis)
+  install(TARGETS wsguard_redis EXPORT wsguardRedisTargets)
+  install(EXPORT wsguardRedisTargets NAMESPACE wsguard:: DESTINATION "${WSGUARD_CMAKE_DIR}")
+endif()
 
 configure_package_config_file(
   "${CMAKE_CURRENT_SOURCE_DIR}/cmake/wsguardConfig.cmake.in"

@@ -47,8 +47,9 @@ endfunction()
 
 # wsguard_check_subproject(<wsguard source dir>): built inside another project,
 # wsguard defaulted its tests, examples, benchmarks and install to OFF, so it
-# added the library target and nothing else: no subdirectory, no test or
-# warning target, no dependency looked for.
+# added the library target, the adapter targets whose dependencies it found
+# (wsguard_websocketpp, wsguard_redis) and nothing else: no subdirectory, no
+# test or warning target, no test dependency looked for.
 function(wsguard_check_subproject dir)
   foreach(option WSGUARD_BUILD_TESTS WSGUARD_BUILD_EXAMPLES WSGUARD_BUILD_BENCHMARKS
                  WSGUARD_INSTALL)
@@ -56,7 +57,7 @@ function(wsguard_check_subproject dir)
       message(FATAL_ERROR "consumer: ${option} is ON in a subproject; it must default to OFF")
     endif()
   endforeach()
-  foreach(target wsguard_test_main wsguard_warnings wsguard_websocketpp Catch2::Catch2)
+  foreach(target wsguard_test_main wsguard_warnings Catch2::Catch2)
     if(TARGET ${target})
       message(FATAL_ERROR "consumer: wsguard created '${target}' as a subproject")
     endif()
@@ -66,9 +67,31 @@ function(wsguard_check_subproject dir)
     message(FATAL_ERROR "consumer: wsguard added subdirectories as a subproject: ${subdirectories}")
   endif()
   get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  list(REMOVE_ITEM targets wsguard_websocketpp wsguard_redis)
   if(NOT targets STREQUAL "wsguard")
-    message(FATAL_ERROR "consumer: wsguard defined targets '${targets}' as a subproject, expected only wsguard")
+    message(FATAL_ERROR "consumer: wsguard defined targets '${targets}' as a subproject, "
+                        "expected only wsguard and its adapters")
   endif()
+endfunction()
+
+# wsguard_check_core_only(<wsguard source dir>): with WSGUARD_WEBSOCKETPP=OFF
+# wsguard defines the core target alone and looks for none of the adapters'
+# dependencies (no cache entry of a search for websocketpp, asio or hiredis).
+function(wsguard_check_core_only dir)
+  get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  if(NOT targets STREQUAL "wsguard")
+    message(FATAL_ERROR "consumer: WSGUARD_WEBSOCKETPP=OFF defined targets '${targets}'")
+  endif()
+  foreach(target wsguard::websocketpp wsguard::redis websocketpp::websocketpp wsguard::asio)
+    if(TARGET ${target})
+      message(FATAL_ERROR "consumer: WSGUARD_WEBSOCKETPP=OFF still made ${target}")
+    endif()
+  endforeach()
+  foreach(variable websocketpp_DIR WSGUARD_ASIO_INCLUDE_DIR HIREDIS_FOUND)
+    if(DEFINED ${variable})
+      message(FATAL_ERROR "consumer: WSGUARD_WEBSOCKETPP=OFF still looked for ${variable}")
+    endif()
+  endforeach()
 endfunction()
 
 # wsguard_add_consumer(<name>): the consumer program, built the way a strict
@@ -85,5 +108,26 @@ function(wsguard_add_consumer name)
     target_compile_options(${name} PRIVATE -Wall -Wextra -Wpedantic -Werror)
   elseif(MSVC)
     target_compile_options(${name} PRIVATE /W4 /WX)
+  endif()
+endfunction()
+
+# wsguard_add_chat_server(): the reference server exactly as a user copies it
+# (examples/chat_server/, the very same files, unmodified), and chat_probe,
+# which runs it on 127.0.0.1 and waits for a pong. WSGUARD_EXPECT_REDIS (ON
+# when the suite's own build has wsguard::redis) makes the probe start it with
+# --redis, which only a build that linked wsguard::redis accepts.
+function(wsguard_add_chat_server)
+  add_subdirectory("${WSGUARD_SOURCE_DIR}/examples/chat_server" chat_server)
+  add_executable(chat_probe "${WSGUARD_CONSUMER_DIR}/chat_probe.cpp")
+  # tests/support/ws_frames.hpp: the suite's raw WebSocket frames.
+  target_include_directories(chat_probe PRIVATE "${WSGUARD_SOURCE_DIR}/tests")
+  target_compile_features(chat_probe PRIVATE cxx_std_17)
+  target_compile_definitions(chat_probe PRIVATE "WSGUARD_CHAT_SERVER=\"$<TARGET_FILE:chat_server>\"")
+  if(WSGUARD_EXPECT_REDIS)
+    target_compile_definitions(chat_probe PRIVATE WSGUARD_PROBE_REDIS=1)
+  endif()
+  add_dependencies(chat_probe chat_server)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(chat_probe PRIVATE -Wall -Wextra -Wpedantic -Werror)
   endif()
 endfunction()
