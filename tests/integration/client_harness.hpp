@@ -880,3 +880,18 @@ bool stats_eventually(std::uint16_t port, Pred pred, nlohmann::json& last,
 }
 
 }  // namespace wsguard::test
+
+// Compiled once, in harness_instances.cpp, for every binary that includes this
+// harness: the server and both websocketpp endpoints are most of a test file's
+// build time, and each file would otherwise instantiate them again. Targets
+// that link wsguard_integration_harness see these; others build their own.
+#ifdef WSGUARD_HARNESS_INSTANCES
+extern template class chat::ChatServer<wsguard::NullMutex>;
+extern template class chat::ChatServer<std::mutex>;
+extern template class websocketpp::server<chat::ChatServer<wsguard::NullMutex>::Config>;
+extern template class websocketpp::connection<chat::ChatServer<wsguard::NullMutex>::Config>;
+extern template class websocketpp::server<chat::ChatServer<std::mutex>::Config>;
+extern template class websocketpp::connection<chat::ChatServer<std::mutex>::Config>;
+extern template class websocketpp::client<websocketpp::config::asio_client>;
+extern template class websocketpp::connection<websocketpp::config::asio_client>;
+#endif
