@@ -11,9 +11,10 @@ packages=(
 if [[ "${1:-}" == "--tests" ]]; then
   # promtool checks /metrics; clang + its runtime build the fuzzers; node and
   # chromium run the dashboard's browser test; redis-server + hiredis the
-  # scale-out tests; valgrind the memcheck run; clang-format the format check.
+  # scale-out tests; valgrind the memcheck run; clang-format the format check;
+  # systemd's systemd-analyze verifies the reference server's unit.
   packages+=(prometheus clang clang-format libclang-rt-14-dev nodejs npm chromium redis-server
-             valgrind)
+             valgrind systemd)
 fi
 
 # A tool already on PATH counts as installed whatever package brought it (e.g.

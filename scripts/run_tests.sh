@@ -17,9 +17,11 @@ fuzz_seconds=${WSGUARD_FUZZ_SECONDS:-60}
 failed=()
 
 # Every dependency the suite needs was installed above, so the tests that need
-# a browser, a Redis server or valgrind must run, not skip. (The sanitizer
-# builds ignore WSGUARD_REQUIRE_VALGRIND: they have no memcheck tests.)
-require=(-DWSGUARD_REQUIRE_BROWSER_TEST=ON -DWSGUARD_REQUIRE_REDIS=ON -DWSGUARD_REQUIRE_VALGRIND=ON)
+# a browser, a Redis server, valgrind, promtool or systemd-analyze must run,
+# not skip. (The sanitizer builds ignore WSGUARD_REQUIRE_VALGRIND: they have
+# no memcheck tests.)
+require=(-DWSGUARD_REQUIRE_BROWSER_TEST=ON -DWSGUARD_REQUIRE_REDIS=ON -DWSGUARD_REQUIRE_VALGRIND=ON
+         -DWSGUARD_REQUIRE_PROMTOOL=ON -DWSGUARD_REQUIRE_SYSTEMD_ANALYZE=ON)
 
 configure_and_build() { # <build dir> <cmake args...> [-- <build args...>]
   local dir=$1; shift

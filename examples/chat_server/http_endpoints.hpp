@@ -4,6 +4,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "build_info.hpp"
 #include "dashboard_page.hpp"
 #include "telemetry.hpp"
 
@@ -19,11 +20,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <optional>
+#include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -184,135 +191,231 @@ inline std::string stats_json(const ServerSnapshot& s) {
 
 namespace detail {
 
+/// Effect: `v` as the text format writes a sample value: a count as its
+/// digits (a double would print 183617042 as 1.83617e+08, and lose digits
+/// past 2^53).
+inline std::string metric_value(std::uint64_t v) {
+    return std::to_string(v);
+}
+
+/// Effect: `v` as the text format writes a sample value: the shortest text
+/// that reads back as the same double, without an exponent in the range a
+/// person reads (1000000, not 1e+06); +Inf, -Inf and NaN as Prometheus
+/// spells them.
+inline std::string metric_value(double v) {
+    if (std::isnan(v)) {
+        return "NaN";
+    }
+    if (std::isinf(v)) {
+        return v > 0 ? "+Inf" : "-Inf";
+    }
+    const double magnitude = std::fabs(v);
+    const bool plain = magnitude == 0 || (magnitude >= 1e-4 && magnitude < 1e15);
+    char buf[64];
+    const auto r = plain ? std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed)
+                         : std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
+}
+
+/// The label name and value pairs of one sample.
+using MetricLabels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+
+/// Prometheus text exposition format 0.0.4, every name with the `wsguard_`
+/// prefix. A family is opened once (HELP, then TYPE) and the samples that
+/// follow belong to it, so a sample cannot land under another family's
+/// TYPE line.
+///
+/// Not prometheus-cpp's TextSerializer (Debian: prometheus-cpp-dev): it
+/// serializes its own registry's MetricFamily structs, whose counters hold
+/// a double (exact only up to 2^53), and would add a compiled library to a
+/// server meant to be copied with header-only dependencies. This writer is
+/// the part of the format the server uses; promtool checks its output
+/// (tests/integration/test_stats.cpp).
 class MetricsWriter {
 public:
-    void metric(const char* name, const char* type, const char* help, double value,
-                const char* labels = "") {
-        out_ << "# HELP wsguard_" << name << ' ' << help << '\n'
-             << "# TYPE wsguard_" << name << ' ' << type << '\n'
-             << "wsguard_" << name << labels << ' ' << value << '\n';
-    }
-    void family(const char* name, const char* type, const char* help) {
+    /// Effect: opens family `name`: its HELP and TYPE lines.
+    /// Throws: std::logic_error if `name` was opened before (one family per
+    ///         name, or Prometheus rejects the whole scrape).
+    void family(std::string_view name, const char* type, std::string_view help) {
+        if (!families_.emplace(name).second) {
+            throw std::logic_error("metric family opened twice: wsguard_" + std::string(name));
+        }
+        name_ = name;
         out_ << "# HELP wsguard_" << name << ' ' << help << '\n'
              << "# TYPE wsguard_" << name << ' ' << type << '\n';
     }
-    void sample(const char* name, const char* label, const std::string& value, double v) {
-        out_ << "wsguard_" << name << '{' << label << "=\"" << value << "\"} " << v << '\n';
+    /// Effect: one sample of the family opened last.
+    void sample(std::uint64_t value, MetricLabels labels = {}) {
+        write_sample(labels, metric_value(value));
     }
-    // A count as digits: a double would print 1234567 as 1.23457e+06.
-    void sample(const char* name, const char* label, const std::string& value, std::uint64_t v) {
-        out_ << "wsguard_" << name << '{' << label << "=\"" << value << "\"} " << v << '\n';
+    void sample(double value, MetricLabels labels = {}) {
+        write_sample(labels, metric_value(value));
     }
-    // A count as digits, unlabelled (see sample()).
-    void count(const char* name, const char* type, const char* help, std::uint64_t value) {
-        family(name, type, help);
-        out_ << "wsguard_" << name << ' ' << value << '\n';
+    /// Effect: a family with one unlabelled sample.
+    template <class Value>
+    void gauge(std::string_view name, std::string_view help, Value value) {
+        family(name, "gauge", help);
+        sample(value);
     }
-    void gauge(const char* name, const char* help, double value) {
-        metric(name, "gauge", help, value);
-    }
-    void counter(const char* name, const char* help, double value) {
-        metric(name, "counter", help, value);
+    template <class Value>
+    void counter(std::string_view name, std::string_view help, Value value) {
+        family(name, "counter", help);
+        sample(value);
     }
     std::string str() const { return out_.str(); }
 
 private:
+    void write_sample(MetricLabels labels, const std::string& value) {
+        out_ << "wsguard_" << name_;
+        const char* separator = "{";
+        for (const auto& [label, text] : labels) {
+            out_ << separator << label << "=\"";
+            // The format's three escapes: a node id or a check name is not ours.
+            for (const char c : text) {
+                if (c == '\\' || c == '"') {
+                    out_ << '\\' << c;
+                } else if (c == '\n') {
+                    out_ << "\\n";
+                } else {
+                    out_ << c;
+                }
+            }
+            out_ << '"';
+            separator = ",";
+        }
+        out_ << (labels.size() ? "} " : " ") << value << '\n';
+    }
+
     std::ostringstream out_;
+    std::string name_;
+    std::set<std::string, std::less<>> families_;
 };
+
+/// Effect: whether series `name` counts bytes (its growth is in bytes per
+/// second, the rest in units per second).
+inline bool counts_bytes(std::string_view name) noexcept {
+    constexpr std::string_view suffix = "_bytes";
+    return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+}
 
 }  // namespace detail
 
 /// GET /metrics: Prometheus text exposition format 0.0.4, `wsguard_` prefix.
+/// Counts print as integers; a family with several causes is one name with
+/// a `reason` label (wsguard_bridge_failed_total's style); rates are per
+/// second, the base unit.
 inline std::string metrics_text(const ServerSnapshot& s) {
     const auto& g = s.guard;
     detail::MetricsWriter w;
+    w.family("build_info", "gauge",
+             "Always 1; the labels say which wsguard and websocketpp this server runs.");
+    const std::string websocketpp_text = websocketpp_version();
+    w.sample(std::uint64_t{1},
+             {{"version", wsguard_version}, {"websocketpp_version", websocketpp_text}});
     for (const GuardSeries& series : guard_series) {
-        w.gauge(wsguard::to_string(series.series), series.help, double(g.*series.in_stats));
+        w.gauge(wsguard::to_string(series.series), series.help, g.*series.in_stats);
     }
-    w.counter("dropped_messages_total", "Messages not queued for a slow consumer.",
-              double(g.dropped_messages));
-    w.counter("rejected_connections_total", "Connections refused at max connections (1013).",
-              double(g.rejected_connections));
-    w.family("refused_total", "counter", "Handshakes refused at admission, by reason.");
+    w.family("dropped_messages_total", "counter", "Messages not queued, by reason.");
+    w.sample(g.dropped_messages, {{"reason", "slow_consumer"}});
+    // Every handshake or connection turned away before it was admitted:
+    // the admission reasons, the pending-handshake bound, and max connections
+    // (1013, closed right after opening: never counted as opened).
+    w.family("refused_total", "counter", "Connections refused before admission, by reason.");
     for (std::size_t i = 0; i < wsguard::wspp::refusal_reason_count; ++i) {
-        w.sample("refused_total", "reason",
-                 wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i)),
-                 g.refused.by_reason[i]);
+        w.sample(
+            g.refused.by_reason[i],
+            {{"reason", wsguard::wspp::to_string(static_cast<wsguard::wspp::RefusalReason>(i))}});
     }
-    w.sample("refused_total", "reason", "pending_handshakes", g.refused_pending);
+    w.sample(g.refused_pending, {{"reason", "pending_handshakes"}});
+    w.sample(g.rejected_connections, {{"reason", "max_connections"}});
     w.gauge("peer_addresses", "Peer addresses with an admitted connection (per-IP limit on).",
-            double(g.peer_addresses));
+            g.peer_addresses);
     w.gauge("pending_handshakes", "Accepted sockets whose opening handshake is in progress.",
-            double(g.pending_handshakes));
-    w.counter("closed_slow_consumer_total", "Connections closed as slow consumers (1008).",
-              double(g.closed_slow_consumer));
-    w.counter("closed_idle_total", "Connections closed for idleness (1000).",
-              double(g.closed_idle));
-    w.counter("terminated_dead_total", "Connections terminated after a missed pong.",
-              double(g.terminated_dead));
-    w.counter("closed_oversized_total", "Connections closed for a message too big (1009).",
-              double(g.closed_oversized));
-    w.counter("connections_opened_total", "Connections admitted.", double(g.opened));
-    w.counter("connections_closed_total", "Admitted connections that closed.", double(g.closed));
-    w.counter("messages_in_total", "Messages received.", double(g.messages_in));
-    w.counter("messages_out_total", "Messages queued for sending.", double(g.messages_out));
-    w.counter("bytes_in_total", "Payload bytes received.", double(g.bytes_in));
-    w.counter("bytes_out_total", "Payload bytes queued for sending.", double(g.bytes_out));
+            g.pending_handshakes);
+    // The server's own closes; connections_closed_total counts every close,
+    // the peer's included.
+    const std::pair<const char*, std::uint64_t> closes[] = {
+        {"slow_consumer", g.closed_slow_consumer},
+        {"idle", g.closed_idle},
+        {"dead_peer", g.terminated_dead},
+        {"oversized", g.closed_oversized},
+        {"shutdown", g.closed_shutdown}};
+    w.family("closed_total", "counter",
+             "Connections the server closed, by reason: slow_consumer (1008), idle (1000), "
+             "dead_peer (a missed pong: terminated), oversized (1009), shutdown (1001).");
+    for (const auto& [reason, n] : closes) {
+        w.sample(n, {{"reason", reason}});
+    }
+    w.counter("connections_opened_total", "Connections admitted.", g.opened);
+    w.counter("connections_closed_total", "Admitted connections that closed, either side.",
+              g.closed);
+    w.counter("messages_in_total", "Messages received.", g.messages_in);
+    w.counter("messages_out_total", "Messages queued for sending.", g.messages_out);
+    w.counter("bytes_in_total", "Payload bytes received.", g.bytes_in);
+    w.counter("bytes_out_total", "Payload bytes queued for sending.", g.bytes_out);
     w.counter("send_not_connected_total",
-              "Sends to a connection that was unknown, closing or closed.",
-              double(g.send_not_connected));
-    w.counter("send_failed_total", "Sends websocketpp refused for another reason.",
-              double(g.send_failed));
-    w.counter("router_errors_total", "Error replies to malformed messages.",
-              double(s.router.errors));
+              "Sends to a connection that was unknown, closing or closed.", g.send_not_connected);
+    w.counter("send_failed_total", "Sends websocketpp refused for another reason.", g.send_failed);
+    w.counter("router_errors_total", "Error replies to malformed messages.", s.router.errors);
     if (s.memory.resident_bytes) {
         w.gauge("resident_memory_bytes", "Resident set size of the process.",
-                double(*s.memory.resident_bytes));
+                std::uint64_t{*s.memory.resident_bytes});
     }
     if (s.memory.heap_in_use_bytes) {
         w.gauge("heap_in_use_bytes", "Heap bytes in use (mallinfo2).",
-                double(*s.memory.heap_in_use_bytes));
+                std::uint64_t{*s.memory.heap_in_use_bytes});
     }
     if (s.memory.limit_bytes) {
         w.gauge("memory_limit_bytes", "Memory limit that applies (cgroup, else physical).",
-                double(*s.memory.limit_bytes));
+                std::uint64_t{*s.memory.limit_bytes});
     }
     w.gauge("health_level", "Overall health: 0 ok, 1 warning, 2 critical.",
-            double(static_cast<int>(s.health.level)));
+            static_cast<std::uint64_t>(s.health.level));
     w.family("health_check_level", "gauge",
              "Level of each health check: 0 ok, 1 warning, 2 critical.");
     for (const auto& c : s.health.checks) {
-        w.sample("health_check_level", "check", c.name, double(static_cast<int>(c.level)));
+        w.sample(static_cast<std::uint64_t>(c.level), {{"check", c.name}});
     }
-    w.family("growth_per_hour", "gauge",
-             "Least-squares growth per hour of each series (0 until enough samples).");
-    for (const auto& [series, v] : s.growth) {
-        w.sample("growth_per_hour", "series", wsguard::to_string(series),
-                 v.level == wsguard::GrowthLevel::insufficient_data ? 0.0 : v.growth_per_hour);
+    // Per second, Prometheus' base unit (/stats keeps growth_per_hour, which
+    // people read); bytes and counts in two families, one unit each.
+    for (const bool bytes : {true, false}) {
+        w.family(bytes ? "growth_bytes_per_second" : "growth_per_second", "gauge",
+                 bytes ? "Least-squares growth of each byte series, in bytes per second (0 "
+                         "until enough samples)."
+                       : "Least-squares growth of each count series, per second (0 until "
+                         "enough samples).");
+        for (const auto& [series, v] : s.growth) {
+            const char* name = wsguard::to_string(series);
+            if (detail::counts_bytes(name) == bytes) {
+                w.sample(v.level == wsguard::GrowthLevel::insufficient_data
+                             ? 0.0
+                             : v.growth_per_hour / 3600.0,
+                         {{"series", name}});
+            }
+        }
     }
     w.family("growth_fit_r_squared", "gauge", "Fit quality (R^2) of each series' growth line.");
     for (const auto& [series, v] : s.growth) {
-        w.sample("growth_fit_r_squared", "series", wsguard::to_string(series), v.r_squared);
+        w.sample(v.r_squared, {{"series", wsguard::to_string(series)}});
     }
     const auto& b = s.bridge;
     w.gauge("bridge_connected", "1 when the scale-out bridge is connected to its broker.",
-            b.state == wsguard::wspp::BridgeState::connected ? 1.0 : 0.0);
+            std::uint64_t{b.state == wsguard::wspp::BridgeState::connected});
     w.gauge("bridge_subscriptions", "Room channels the broker confirmed this node follows.",
-            double(b.subscriptions));
-    w.gauge("bridge_queue_size", "Messages waiting for the broker.", double(b.queue.size));
+            std::uint64_t{b.subscriptions});
+    w.gauge("bridge_queue_size", "Messages waiting for the broker.", std::uint64_t{b.queue.size});
     w.gauge("bridge_in_flight", "Messages sent to the broker, not acknowledged yet.",
-            double(b.in_flight));
-    w.counter("bridge_published_total", "Room messages the broker acknowledged.",
-              double(b.published));
+            std::uint64_t{b.in_flight});
+    w.counter("bridge_published_total", "Room messages the broker acknowledged.", b.published);
     w.counter("bridge_received_total", "Messages from the broker (own echoes included).",
-              double(b.received));
+              b.received);
     w.counter("bridge_delivered_total", "Messages from other nodes delivered to local members.",
-              double(b.delivered));
+              b.delivered);
     w.counter("bridge_dropped_total", "Room messages the bounded queue dropped (overflow or age).",
-              double(b.dropped));
-    w.counter("bridge_disconnects_total", "Broker connections lost.", double(b.disconnects));
+              b.dropped);
+    w.counter("bridge_disconnects_total", "Broker connections lost.", b.disconnects);
     w.counter("bridge_connect_failures_total", "Broker connection attempts that failed.",
-              double(b.connect_failures));
+              b.connect_failures);
     const std::pair<const char*, std::uint64_t> failures[] = {
         {"too_large", b.failures.too_large}, {"queue_full", b.failures.queue_full},
         {"expired", b.failures.expired},     {"connection_lost", b.failures.connection_lost},
@@ -321,7 +424,7 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     w.family("bridge_failed_total", "counter",
              "Room messages that never reached the broker, by reason.");
     for (const auto& [reason, n] : failures) {
-        w.sample("bridge_failed_total", "reason", reason, n);
+        w.sample(n, {{"reason", reason}});
     }
     const std::pair<const char*, std::uint64_t> received_dropped[] = {
         {"malformed", b.malformed},
@@ -330,21 +433,22 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     w.family("bridge_received_dropped_total", "counter",
              "Messages from the broker not delivered, by reason.");
     for (const auto& [reason, n] : received_dropped) {
-        w.sample("bridge_received_dropped_total", "reason", reason, n);
+        w.sample(n, {{"reason", reason}});
     }
-    w.count("bridge_protocol_errors_total", "counter",
-            "Broker connections dropped for a reply outside the protocol.", b.protocol_errors);
-    w.count("bridge_reply_timeouts_total", "counter",
-            "Broker connections dropped for a reply that came too late.", b.reply_timeouts);
-    w.count("bridge_in_flight_bytes", "gauge",
-            "Bytes of the commands sent to the broker, not acknowledged yet.", b.in_flight_bytes);
+    w.counter("bridge_protocol_errors_total",
+              "Broker connections dropped for a reply outside the protocol.", b.protocol_errors);
+    w.counter("bridge_reply_timeouts_total",
+              "Broker connections dropped for a reply that came too late.", b.reply_timeouts);
+    w.gauge("bridge_in_flight_bytes",
+            "Bytes of the commands sent to the broker, not acknowledged yet.",
+            std::uint64_t{b.in_flight_bytes});
     w.gauge("bridge_down_seconds",
             "Seconds the broker has been unusable (0 while connected, and without a broker).",
             std::chrono::duration<double>(b.down_for).count());
     w.gauge("bridge_ready", "1 when the bridge can carry room messages (local or connected).",
-            wsguard::wspp::bridge_ready(b) ? 1.0 : 0.0);
+            std::uint64_t{wsguard::wspp::bridge_ready(b)});
     w.gauge("health_findings", "Series named by the leak triage.",
-            double(s.health.findings.size()));
+            std::uint64_t{s.health.findings.size()});
     w.gauge("uptime_seconds", "Seconds since the server started.", s.uptime_seconds);
     return w.str();
 }

@@ -10,12 +10,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -196,6 +198,51 @@ int exit_code_of(const std::vector<std::string>& args, std::string* out = nullpt
     return rc ? *rc : -1;
 }
 
+/// The variable that sets `flag` ("--max-rooms": "WSGUARD_MAX_ROOMS"), by
+/// the README's rule, written out again here so that a change to the rule
+/// shows.
+std::string env_name_of(const std::string& flag) {
+    std::string env = "WSGUARD_";
+    for (const char c : flag.substr(2)) {
+        env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return env;
+}
+
+using EnvVars = std::vector<std::pair<std::string, std::string>>;
+
+/// Sets environment variables for the children spawned in its lifetime
+/// (they inherit environ); unsets them when it goes.
+class ScopedEnv {
+public:
+    explicit ScopedEnv(EnvVars vars) : vars_(std::move(vars)) {
+        for (const auto& [name, value] : vars_) {
+            REQUIRE(::setenv(name.c_str(), value.c_str(), 1) == 0);
+        }
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+    ~ScopedEnv() {
+        for (const auto& [name, value] : vars_) {
+            ::unsetenv(name.c_str());
+        }
+    }
+
+private:
+    EnvVars vars_;
+};
+
+/// The bridge row's warning_at in `port`'s /stats (-1 if absent).
+double bridge_warning_at(int port) {
+    const auto stats = wsguard::test::get_stats(static_cast<std::uint16_t>(port));
+    for (const auto& c : stats["health"]["checks"]) {
+        if (c["name"] == "bridge") {
+            return c["warning_at"].get<double>();
+        }
+    }
+    return -1;
+}
+
 }  // namespace
 
 TEST_CASE("chat_server refuses bad values with exit code 2 and a message on stderr", "[cli]") {
@@ -288,9 +335,14 @@ TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
                              "--log-level",
                              "--admin-token",
                              "--bridge-down-warning-seconds",
+                             "--version",
                              "--help"}) {
         INFO(flag);
         CHECK(out.find(flag) != std::string::npos);
+        // Every flag with a value names its variable: WSGUARD_ + NAME.
+        if (std::string_view(flag) != "--help" && std::string_view(flag) != "--version") {
+            CHECK(out.find("Env:" + env_name_of(flag)) != std::string::npos);
+        }
     }
 }
 
@@ -492,4 +544,87 @@ TEST_CASE("chat_server --bridge-down-warning-seconds sets the bridge row's thres
     CHECK(ready->status == 200);
     REQUIRE(::kill(child.pid(), SIGTERM) == 0);
     CHECK(child.wait_exit(Millis{10000}) == std::optional<int>(0));
+}
+
+TEST_CASE("chat_server --version prints its, wsguard's and websocketpp's versions and exits 0",
+          "[cli]") {
+    std::string out, err;
+    REQUIRE(exit_code_of({"--version"}, &out, &err) == 0);
+    INFO("stdout: " << out << "\nstderr: " << err);
+    CHECK(out.rfind("chat_server ", 0) == 0);
+    CHECK(out.find("(wsguard ") != std::string::npos);
+    CHECK(out.find(", websocketpp ") != std::string::npos);
+    CHECK(out.find("unknown") == std::string::npos);  // CMake passed the project's version
+    CHECK(out.find("listening") == std::string::npos);
+}
+
+TEST_CASE("chat_server takes each flag from WSGUARD_<FLAG>, and the command line beats it",
+          "[cli]") {
+    SECTION("the environment alone: port, address and a threshold") {
+        ScopedEnv env(EnvVars{{"WSGUARD_PORT", "0"},
+                              {"WSGUARD_BIND", "127.0.0.1"},
+                              {"WSGUARD_BRIDGE_DOWN_WARNING_SECONDS", "7"},
+                              {"WSGUARD_NO_SUCH_FLAG", "ignored"}});  // not a flag: ignored
+        Child child(std::vector<std::string>{});
+        const auto port = child.wait_listening_port(Millis{10000});
+        INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+        REQUIRE(port);
+        CHECK(bridge_warning_at(*port) == 7);
+        REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+        CHECK(child.wait_exit(Millis{10000}) == std::optional<int>(0));
+    }
+    SECTION("a flag beats its variable, even a variable that would be refused") {
+        ScopedEnv env(EnvVars{{"WSGUARD_PORT", "not-a-port"},
+                              {"WSGUARD_BIND", "127.0.0.1"},
+                              {"WSGUARD_BRIDGE_DOWN_WARNING_SECONDS", "7"}});
+        Child child({"--port", "0", "--bridge-down-warning-seconds=9"});
+        const auto port = child.wait_listening_port(Millis{10000});
+        INFO("stdout: " << child.out() << "\nstderr: " << child.err());
+        REQUIRE(port);
+        CHECK(bridge_warning_at(*port) == 9);
+        REQUIRE(::kill(child.pid(), SIGTERM) == 0);
+        CHECK(child.wait_exit(Millis{10000}) == std::optional<int>(0));
+    }
+}
+
+TEST_CASE("chat_server refuses a bad environment value with exit code 2, naming the variable",
+          "[cli]") {
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"WSGUARD_PORT", "abc"},
+        {"WSGUARD_PORT", "70000"},
+        {"WSGUARD_PORT", "-1"},
+        {"WSGUARD_MAX_CONNECTIONS", "0"},
+        {"WSGUARD_SLOW_CONSUMER", "maybe"},
+        {"WSGUARD_LOG_LEVEL", "WARN"},
+        {"WSGUARD_BRIDGE_DOWN_WARNING_SECONDS", "1.5"},
+        {"WSGUARD_BRIDGE_DOWN_WARNING_SECONDS", "99999999999999999999"},
+        {"WSGUARD_MAX_URI_BYTES", "16001"},
+        {"WSGUARD_THREADS", " 2x"},
+        // Refused after the parse, by the server (not by a flag's check).
+        {"WSGUARD_BIND", "300.1.2.3"},
+        {"WSGUARD_REDIS", "http://127.0.0.1:6379"},
+    };
+    for (const auto& [name, value] : bad) {
+        INFO(name << "=" << value);
+        ScopedEnv env(EnvVars{{name, value}});
+        std::string out, err;
+        // Flags for the rest, but never the one under test: the flag would win.
+        std::vector<std::string> args;
+        if (name != "WSGUARD_PORT") {
+            args = {"--port", "0"};
+        }
+        if (name != "WSGUARD_BIND") {
+            args.insert(args.end(), {"--bind", "127.0.0.1"});
+        }
+        CHECK(exit_code_of(args, &out, &err) == 2);
+        INFO("stderr: " << err);
+        CHECK(err.find(name) != std::string::npos);
+        CHECK(out.find("listening") == std::string::npos);
+    }
+    // A bad flag beside a bad variable: the flag is what the message is about.
+    ScopedEnv env(EnvVars{{"WSGUARD_THREADS", "0"}});
+    std::string err;
+    CHECK(exit_code_of({"--port", "abc"}, nullptr, &err) == 2);
+    CHECK(err.find("--port") != std::string::npos);
+    CHECK(err.find("environment variable") == std::string::npos);
 }

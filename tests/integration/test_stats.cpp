@@ -13,10 +13,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -122,6 +124,33 @@ std::string find_on_path(const std::string& tool) {
         }
     }
     return {};
+}
+
+// Runs `promtool check metrics` (the format and its lint: counter names end
+// in _total, one family per name, ...) on `text`. Without promtool on PATH:
+// a warning, or a failure when the build asks for it
+// (WSGUARD_REQUIRE_PROMTOOL).
+void check_with_promtool(const std::string& text) {
+    const std::string promtool = find_on_path("promtool");
+    if (promtool.empty()) {
+#if WSGUARD_REQUIRE_PROMTOOL
+        FAIL("promtool is not on PATH and WSGUARD_REQUIRE_PROMTOOL is ON");
+#else
+        WARN("promtool is not on PATH: /metrics was checked by this test's own parser only");
+#endif
+        return;
+    }
+    const auto file = std::filesystem::temp_directory_path() /
+                      ("wsguard_metrics_" + std::to_string(::getpid()) + ".txt");
+    {
+        std::ofstream out(file, std::ios::binary);
+        out << text;
+    }
+    const std::string command = promtool + " check metrics < '" + file.string() + "'";
+    const int rc = std::system(command.c_str());
+    std::filesystem::remove(file);
+    INFO(text);
+    CHECK(rc == 0);
 }
 
 }  // namespace
@@ -309,34 +338,23 @@ TEST_CASE("GET /metrics is Prometheus text with the wsguard_ prefix", "[stats]")
     const auto samples = parse_metrics(r->body);
     for (const char* name :
          {"wsguard_connections", "wsguard_rooms", "wsguard_memberships", "wsguard_listeners",
-          "wsguard_queued_bytes", "wsguard_dropped_messages_total",
-          "wsguard_rejected_connections_total"}) {
+          "wsguard_queued_bytes", "wsguard_dropped_messages_total{reason=\"slow_consumer\"}",
+          "wsguard_refused_total{reason=\"max_connections\"}",
+          "wsguard_closed_total{reason=\"idle\"}", "wsguard_connections_closed_total",
+          "wsguard_growth_bytes_per_second{series=\"resident_bytes\"}",
+          "wsguard_growth_per_second{series=\"connections\"}"}) {
         INFO(name);
         CHECK(samples.count(name) == 1);
     }
     CHECK(samples.at("wsguard_connections") == 2);
     CHECK(samples.at("wsguard_rooms") == 1);
     CHECK(samples.at("wsguard_memberships") == 2);
-    CHECK(samples.at("wsguard_dropped_messages_total") == 0);
+    CHECK(samples.at("wsguard_dropped_messages_total{reason=\"slow_consumer\"}") == 0);
     CHECK(samples.at("wsguard_router_errors_total") == 1);
     // Two connections add none: the server's own subscriptions only.
     CHECK(samples.at("wsguard_listeners") == server_listeners);
 
-    const std::string promtool = find_on_path("promtool");
-    if (promtool.empty()) {
-        WARN("promtool is not on PATH: /metrics was checked by this test's own parser only");
-    } else {
-        const auto file = std::filesystem::temp_directory_path() /
-                          ("wsguard_metrics_" + std::to_string(::getpid()) + ".txt");
-        {
-            std::ofstream out(file, std::ios::binary);
-            out << r->body;
-        }
-        const std::string command = promtool + " check metrics < '" + file.string() + "'";
-        const int rc = std::system(command.c_str());
-        std::filesystem::remove(file);
-        CHECK(rc == 0);
-    }
+    check_with_promtool(r->body);
     CHECK(server.stop());
 }
 
@@ -417,4 +435,88 @@ TEST_CASE("GET / is the dashboard, unknown paths are 404, other methods 405", "[
     CHECK(stat_of(s, "connections") == 0);
     CHECK(stat_of(s, "traffic", "opened") == 0);
     CHECK(server.stop());
+}
+
+TEST_CASE("/metrics prints counts as exact integers, one family per name, and passes promtool",
+          "[stats][metrics]") {
+    chat::ServerSnapshot s;
+    s.guard.bytes_out = 183617042;               // 1.83617e+08 as a double's default text
+    s.guard.bytes_in = 18446744073709551615ull;  // no double holds it
+    s.guard.messages_in = 9007199254740993ull;   // 2^53 + 1: the first integer a double loses
+    s.guard.connections = 1234567;
+    s.guard.closed_idle = 7;
+    s.guard.terminated_dead = 3;
+    s.guard.rejected_connections = 4000001;
+    s.guard.refused_pending = 2;
+    s.guard.dropped_messages = 5000000;
+    s.memory.resident_bytes = 123456789012;
+    s.bridge.down_for = std::chrono::milliseconds(100);
+    s.uptime_seconds = 0.1;
+    wsguard::GrowthVerdict growing{};
+    growing.level = wsguard::GrowthLevel::warning;
+    growing.growth_per_hour = 7200 * 1024.0;  // 2 KiB per second
+    growing.r_squared = 0.5;
+    s.growth = {{wsguard::HealthSeries::resident_bytes, growing},
+                {wsguard::HealthSeries::connections, growing}};
+
+    const std::string m = chat::metrics_text(s);
+    INFO(m);
+    for (const char* line : {
+             "wsguard_bytes_out_total 183617042\n",
+             "wsguard_bytes_in_total 18446744073709551615\n",
+             "wsguard_messages_in_total 9007199254740993\n",
+             "wsguard_connections 1234567\n",
+             "wsguard_resident_memory_bytes 123456789012\n",
+             "wsguard_closed_total{reason=\"idle\"} 7\n",
+             "wsguard_closed_total{reason=\"dead_peer\"} 3\n",
+             "wsguard_closed_total{reason=\"shutdown\"} 0\n",
+             "wsguard_refused_total{reason=\"max_connections\"} 4000001\n",
+             "wsguard_refused_total{reason=\"pending_handshakes\"} 2\n",
+             "wsguard_refused_total{reason=\"origin\"} 0\n",
+             "wsguard_dropped_messages_total{reason=\"slow_consumer\"} 5000000\n",
+             "wsguard_growth_bytes_per_second{series=\"resident_bytes\"} 2048\n",
+             "wsguard_growth_per_second{series=\"connections\"} 2048\n",
+             "wsguard_bridge_down_seconds 0.1\n",
+             "wsguard_uptime_seconds 0.1\n",
+             "# TYPE wsguard_closed_total counter\n",
+             "# TYPE wsguard_build_info gauge\n",
+         }) {
+        CHECK(m.find(line) != std::string::npos);
+    }
+    // The old names, one per reason, are gone; no unit but seconds.
+    for (const char* gone : {"wsguard_closed_idle_total", "wsguard_terminated_dead_total",
+                             "wsguard_closed_oversized_total", "wsguard_closed_slow_consumer_total",
+                             "wsguard_rejected_connections_total", "growth_per_hour", "e+"}) {
+        INFO(gone);
+        CHECK(m.find(gone) == std::string::npos);
+    }
+    const std::string build_info = std::string("wsguard_build_info{version=\"") +
+                                   chat::wsguard_version + "\",websocketpp_version=\"" +
+                                   chat::websocketpp_version() + "\"} 1\n";
+    CHECK(m.find(build_info) != std::string::npos);
+    CHECK(std::string(chat::wsguard_version) != "unknown");  // CMake passed the version
+    const auto samples = parse_metrics(m);
+    CHECK(samples.size() > 50);
+    check_with_promtool(m);
+}
+
+TEST_CASE("the metrics writer escapes label values, spells infinities and opens a family once",
+          "[stats][metrics]") {
+    chat::detail::MetricsWriter w;
+    w.family("x", "gauge", "A test family.");
+    w.sample(std::numeric_limits<double>::infinity(), {{"check", "a\"b\\c\nd"}});
+    w.sample(-std::numeric_limits<double>::infinity(), {{"check", "neg"}});
+    w.sample(std::numeric_limits<double>::quiet_NaN(), {{"check", "nan"}});
+    CHECK(w.str() ==
+          "# HELP wsguard_x A test family.\n# TYPE wsguard_x gauge\n"
+          "wsguard_x{check=\"a\\\"b\\\\c\\nd\"} +Inf\n"
+          "wsguard_x{check=\"neg\"} -Inf\n"
+          "wsguard_x{check=\"nan\"} NaN\n");
+    CHECK_THROWS_AS(w.family("x", "gauge", "Again."), std::logic_error);
+    CHECK(chat::detail::metric_value(1e6) == "1000000");
+    CHECK(chat::detail::metric_value(0.1) == "0.1");
+    CHECK(chat::detail::metric_value(-2.5) == "-2.5");
+    CHECK(chat::detail::metric_value(1e-300) == "1e-300");
+    CHECK(chat::detail::metric_value(0.0) == "0");
+    CHECK(chat::detail::metric_value(std::uint64_t{1000001}) == "1000001");
 }
