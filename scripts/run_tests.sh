@@ -34,19 +34,19 @@ configure_and_build() { # <build dir> <cmake args...> [-- <build args...>]
   local cmake_args=()
   while [[ $# -gt 0 && $1 != -- ]]; do cmake_args+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift
-  echo "=== wsguard: configuring $dir (${cmake_args[*]})"
+  echo "=== wsguard [${SECONDS} s]: configuring $dir (${cmake_args[*]})"
   if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_args[@]}" \
     >"$dir.configure.log" 2>&1; then
     cat "$dir.configure.log"
     return 1
   fi
-  echo "=== wsguard: building $dir"
+  echo "=== wsguard [${SECONDS} s]: building $dir"
   cmake --build "$dir" -j"$jobs" "$@"
 }
 
 run_ctest() { # <build dir> <ctest args...>
   local dir=$1; shift
-  echo "=== wsguard: testing $dir"
+  echo "=== wsguard [${SECONDS} s]: testing $dir"
   local rc=0
   (cd "$dir" && ctest --output-on-failure --timeout 600 -j"$jobs" "$@") 2>&1 | tee "$dir.ctest.log" ||
     rc=$?
@@ -103,7 +103,7 @@ if [[ -x fuzz/run_fuzzers.sh ]]; then
   if CC=clang CXX=clang++ configure_and_build build-fuzz -DWSGUARD_BUILD_FUZZERS=ON \
     -DWSGUARD_SANITIZE=address,undefined "${sanitizer_build[@]}" -DWSGUARD_BUILD_TESTS=OFF \
     -DWSGUARD_BUILD_EXAMPLES=OFF -DWSGUARD_BUILD_BENCHMARKS=OFF; then
-    echo "=== wsguard: fuzzing, ${fuzz_seconds} s per fuzzer"
+    echo "=== wsguard [${SECONDS} s]: fuzzing, ${fuzz_seconds} s per fuzzer"
     ./fuzz/run_fuzzers.sh build-fuzz "$fuzz_seconds" || failed+=("fuzzers")
   else
     failed+=("fuzzer build")
@@ -111,9 +111,9 @@ if [[ -x fuzz/run_fuzzers.sh ]]; then
 fi
 
 if ((${#failed[@]} == 0)); then
-  echo "=== wsguard: every suite passed"
+  echo "=== wsguard [${SECONDS} s]: every suite passed"
 else
-  echo "=== wsguard: FAILED: ${failed[*]}"
+  echo "=== wsguard [${SECONDS} s]: FAILED: ${failed[*]}"
 fi
 echo "wsguard: ${total_passed} passed, ${total_failed} failed"
 ((${#failed[@]} == 0))
