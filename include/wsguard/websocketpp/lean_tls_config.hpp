@@ -8,11 +8,15 @@
 // connections; without it they dwarf every saving here.
 //
 // What differs from the plain lean configs: no lingering close (a TLS stream
-// ends with close_notify, which websocketpp's TLS socket sends and waits for
-// itself; lingering_socket.hpp is for plain TCP), but the same 1 s bound on
-// that shutdown instead of websocketpp's 5 s. The TLS handshake is bounded by
-// websocketpp's timeout_socket_post_init (5 s): a peer that stops mid-handshake
-// is dropped then.
+// ends with close_notify, which websocketpp's TLS socket sends, then waits for
+// the peer's; lingering_socket.hpp is for plain TCP), but the same 1 s bound on
+// that wait instead of websocketpp's 5 s, and the TCP socket is closed once
+// the TLS shutdown ends, answered or timed out (closing_tls_socket): with
+// websocketpp's own TLS socket, a peer that never answers close_notify and
+// never closes kept the descriptor open for good after the connection was
+// closed (test_tls: a peer that completes TLS, then says nothing). The TLS
+// handshake is bounded by websocketpp's timeout_socket_post_init (5 s): a peer
+// that stops mid-handshake is dropped then.
 #pragma once
 
 #include <wsguard/websocketpp/lean_config.hpp>
@@ -28,14 +32,66 @@
 
 namespace wsguard::wspp {
 
-/// Mixin for websocketpp's asio_tls config: the TLS shutdown (close_notify
-/// and the wait for the peer's) bounded by SocketShutdownMs.
+/// A socket policy for websocketpp's asio transport over TLS: websocketpp's
+/// tls_socket whose TCP socket is closed as soon as the TLS shutdown ends
+/// (see the header comment). Drop-in for tls_socket::endpoint.
+struct closing_tls_socket {
+    /// Thread safety: as tls_socket::connection: each connection's handlers
+    /// run on its strand (several io threads) or on the one io thread.
+    class connection : public ::websocketpp::transport::asio::tls_socket::connection {
+        using base = ::websocketpp::transport::asio::tls_socket::connection;
+
+    public:
+        /// Effect: as the base; while the TLS shutdown runs (websocketpp's
+        /// shutdown timer fired), closes the TCP socket instead: that ends
+        /// the shutdown and every other pending operation, and frees the
+        /// descriptor. Exceptions: nothrow.
+        ::websocketpp::lib::asio::error_code cancel_socket() {
+            if (!shutting_down_) {
+                return base::cancel_socket();
+            }
+            ::websocketpp::lib::asio::error_code ec;
+            get_raw_socket().close(ec);
+            return ec;
+        }
+
+    protected:
+        /// Effect: as the base (close_notify, then the wait for the peer's),
+        /// then closes the TCP socket, however the shutdown ended.
+        /// Exceptions: std::bad_alloc (the handler).
+        void async_shutdown(::websocketpp::transport::asio::socket::shutdown_handler h) {
+            shutting_down_ = true;
+            // `h` holds the transport connection (and so this object) alive.
+            base::async_shutdown(
+                [this, h = std::move(h)](const ::websocketpp::lib::asio::error_code& ec) {
+                    h(ec);
+                    ::websocketpp::lib::asio::error_code ignored;
+                    get_raw_socket().close(ignored);
+                });
+        }
+
+    private:
+        bool shutting_down_ = false;
+    };
+
+    /// The endpoint side: tls_socket::endpoint making closing connections.
+    class endpoint : public ::websocketpp::transport::asio::tls_socket::endpoint {
+    public:
+        typedef connection socket_con_type;
+        typedef socket_con_type::ptr socket_con_ptr;
+    };
+};
+
+/// Mixin for websocketpp's asio_tls config: closing_tls_socket, and the TLS
+/// shutdown (close_notify and the wait for the peer's) bounded by
+/// SocketShutdownMs.
 template <class Base, long SocketShutdownMs = default_lean_socket_shutdown_ms>
 struct with_tls_shutdown_bound : Base {
     using type = with_tls_shutdown_bound;
     using base = Base;
 
     struct transport_config : Base::transport_config {
+        typedef closing_tls_socket::endpoint socket_type;
         static const long timeout_socket_shutdown = SocketShutdownMs;
     };
     typedef ::websocketpp::transport::asio::endpoint<transport_config> transport_type;
