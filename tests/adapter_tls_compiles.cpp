@@ -1,5 +1,6 @@
-// ServerGuard instantiated on websocketpp's TLS config: it must compile (a
-// build-only check; no TLS handshake runs in the suite).
+// ServerGuard instantiated on websocketpp's own TLS config: it must compile (a
+// build-only check; the lean TLS configs run real handshakes in
+// tests/integration/test_tls.cpp).
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/server_guard.hpp>
 

@@ -10,6 +10,10 @@
 #include <wsguard/websocketpp/acceptor.hpp>
 #include <wsguard/websocketpp/asio_ticker.hpp>
 #include <wsguard/websocketpp/lean_config.hpp>
+#ifdef WSGUARD_HAVE_OPENSSL
+#include <wsguard/websocketpp/lean_tls_config.hpp>
+#include <wsguard/websocketpp/tls_context.hpp>
+#endif
 #include <wsguard/websocketpp/logger.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 #ifdef WSGUARD_HAVE_HIREDIS
@@ -79,6 +83,11 @@ struct ServerOptions {
     /// The health checklist's "bridge" row turns warning once the broker has
     /// been unusable for longer than this (--bridge-down-warning-seconds).
     std::chrono::milliseconds bridge_down_warning{std::chrono::seconds{10}};
+    /// PEM certificate chain and private key (--tls-cert, --tls-key): both
+    /// for a ChatServer<..., Transport::tls> (wss and https), neither for a
+    /// plain one.
+    std::string tls_cert_file;
+    std::string tls_key_file;
 
     TelemetryOptions telemetry() const {
         TelemetryOptions t;
@@ -103,9 +112,44 @@ struct ServerOptions {
 #define WSGUARD_CHAT_READ_BUFFER_BYTES 512
 #endif
 
+/// What a ChatServer speaks on its port: ws and http, or wss and https (a
+/// build with OpenSSL; see ServerOptions::tls_cert_file).
+enum class Transport { plain, tls };
+
+/// True in a build with OpenSSL, where Transport::tls servers exist.
+#ifdef WSGUARD_HAVE_OPENSSL
+inline constexpr bool tls_available = true;
+#else
+inline constexpr bool tls_available = false;
+#endif
+
+namespace detail {
+
+// The endpoint config: one io thread needs no locks and no strands (the
+// *_single_thread configs).
+template <class Lock, std::size_t ReadBufferBytes, Transport T>
+struct ChatConfig {
+    static_assert(T == Transport::plain, "Transport::tls needs a build with OpenSSL");
+    using type = std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
+                                    wsguard::wspp::basic_asio_lean_single_thread<ReadBufferBytes>,
+                                    wsguard::wspp::basic_asio_lean<ReadBufferBytes>>;
+};
+#ifdef WSGUARD_HAVE_OPENSSL
+template <class Lock, std::size_t ReadBufferBytes>
+struct ChatConfig<Lock, ReadBufferBytes, Transport::tls> {
+    using type =
+        std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
+                           wsguard::wspp::basic_asio_tls_lean_single_thread<ReadBufferBytes>,
+                           wsguard::wspp::basic_asio_tls_lean<ReadBufferBytes>>;
+};
+#endif
+
+}  // namespace detail
+
 /// The reference server: websocketpp asio endpoint + ServerGuard (which owns
 /// rooms and fan-out, through a Redis bridge with --redis) + ChatRouter +
-/// Telemetry + HTTP endpoints on the same port. Lock = NullMutex for one io
+/// Telemetry + HTTP endpoints on the same port (wss and https with
+/// Transport::tls: one shared OpenSSL context, see tls_context.hpp). Lock = NullMutex for one io
 /// thread, std::mutex when several threads run the io_context; the server
 /// itself holds no lock: the guard, the router's counters and the telemetry's
 /// monitor synchronize themselves, and shutdown runs on one strand.
@@ -113,13 +157,11 @@ struct ServerOptions {
 /// Thread safety: Distinct objects: Safe. Shared objects: run() on one thread;
 /// request_shutdown() and port() from any thread.
 template <class Lock = wsguard::NullMutex,
-          std::size_t ReadBufferBytes = WSGUARD_CHAT_READ_BUFFER_BYTES>
+          std::size_t ReadBufferBytes = WSGUARD_CHAT_READ_BUFFER_BYTES,
+          Transport T = Transport::plain>
 class ChatServer {
 public:
-    // One io thread needs no locks and no strands: basic_asio_lean_single_thread.
-    using Config = std::conditional_t<std::is_same_v<Lock, wsguard::NullMutex>,
-                                      wsguard::wspp::basic_asio_lean_single_thread<ReadBufferBytes>,
-                                      wsguard::wspp::basic_asio_lean<ReadBufferBytes>>;
+    using Config = typename detail::ChatConfig<Lock, ReadBufferBytes, T>::type;
     using Server = websocketpp::server<Config>;
     using Guard = wsguard::wspp::ServerGuard<Config, Lock>;
 
@@ -128,6 +170,7 @@ public:
           guard_(server_, options_.guard),
           router_(guard_),
           telemetry_(options_.telemetry()) {
+        init_tls();
         // Every log line on one stream (websocketpp's access lines default to stdout).
         std::ostream* log = options_.log_stream != nullptr ? options_.log_stream : &std::cerr;
         server_.get_elog().set_ostream(log);
@@ -197,6 +240,13 @@ public:
             return a.is_v6() ? "[::1]" : "127.0.0.1";
         }
         return a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+    }
+
+    /// "wss" or "ws": the scheme of this server's WebSocket URL.
+    static constexpr const char* ws_scheme() noexcept { return T == Transport::tls ? "wss" : "ws"; }
+    /// "https" or "http": the scheme of its HTTP endpoints.
+    static constexpr const char* http_scheme() noexcept {
+        return T == Transport::tls ? "https" : "http";
     }
 
     /// The address and port the server listens on.
@@ -273,6 +323,25 @@ public:
     Server& endpoint() noexcept { return server_; }
 
 private:
+    // Transport::tls: every connection gets the one context built from the
+    // options' files (an SSL_CTX per connection would cost tens of KiB each).
+    // Plain: TLS files are a mistake the caller must hear about.
+    void init_tls() {
+        if constexpr (T == Transport::tls) {
+#ifdef WSGUARD_HAVE_OPENSSL
+            if (options_.tls_cert_file.empty() || options_.tls_key_file.empty()) {
+                throw std::invalid_argument("wss needs both a certificate and a private key file");
+            }
+            auto context = wsguard::wspp::make_server_tls_context(options_.tls_cert_file,
+                                                                  options_.tls_key_file);
+            server_.set_tls_init_handler(
+                [context = std::move(context)](websocketpp::connection_hdl) { return context; });
+#endif
+        } else if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
+            throw std::invalid_argument("TLS files given to a plain (ws) server");
+        }
+    }
+
     // bind_address may be a name: listen on the first address it resolves to
     // that binds. What looks like an address but is not one is refused
     // without asking a resolver about it.

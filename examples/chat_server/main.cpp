@@ -25,9 +25,9 @@
 
 namespace {
 
-template <class Lock>
+template <class Lock, chat::Transport T>
 int serve(const chat::ServerOptions& options) {
-    chat::ChatServer<Lock> server(options);
+    chat::ChatServer<Lock, WSGUARD_CHAT_READ_BUFFER_BYTES, T> server(options);
     asio::signal_set signals(server.endpoint().get_io_service(), SIGINT, SIGTERM);
     signals.async_wait([&](const std::error_code& ec, int signo) {
         if (!ec) {
@@ -40,16 +40,18 @@ int serve(const chat::ServerOptions& options) {
     // IPv6), loopback for an any-address bind.
     const std::string at = server.url_host() + ":" + std::to_string(server.port());
     const auto local = server.local_endpoint();
+    const char* ws = server.ws_scheme();
+    const char* http = server.http_scheme();
     std::printf(
         "chat_server: listening on %s port %u\n"
-        "  WebSocket  ws://%s/\n"
-        "  dashboard  http://%s/\n"
-        "  stats      http://%s/stats\n"
-        "  metrics    http://%s/metrics\n"
-        "  probes     http://%s/healthz, http://%s/readyz (no token needed)\n"
+        "  WebSocket  %s://%s/\n"
+        "  dashboard  %s://%s/\n"
+        "  stats      %s://%s/stats\n"
+        "  metrics    %s://%s/metrics\n"
+        "  probes     %s://%s/healthz, %s://%s/readyz (no token needed)\n"
         "  (admin endpoints: %s)\n",
-        local.address().to_string().c_str(), unsigned(local.port()), at.c_str(), at.c_str(),
-        at.c_str(), at.c_str(), at.c_str(), at.c_str(),
+        local.address().to_string().c_str(), unsigned(local.port()), ws, at.c_str(), http,
+        at.c_str(), http, at.c_str(), http, at.c_str(), http, at.c_str(), http, at.c_str(),
         options.admin_token.empty() ? "loopback peers only"
                                     : "\"Authorization: Bearer <--admin-token>\" only");
     std::fflush(stdout);
@@ -232,6 +234,13 @@ void add_flags(CLI::App& app, CommandLine& c) {
                    "The health row \"bridge\" turns warning once Redis has been unusable this "
                    "long (/readyz answers 503 whenever it is not connected)")
         ->check(CLI::Range(0LL, 86400LL));
+    auto* tls_cert = app.add_option("--tls-cert", c.options.tls_cert_file,
+                                    "PEM certificate chain: serve wss and https on --port (needs "
+                                    "--tls-key)");
+    auto* tls_key = app.add_option("--tls-key", c.options.tls_key_file,
+                                   "PEM private key of --tls-cert (needs --tls-cert)");
+    tls_cert->needs(tls_key);
+    tls_key->needs(tls_cert);
 }
 
 /// Effect: after the parse of `argv` failed, the environment variable whose
@@ -334,11 +343,33 @@ int main(int argc, char** argv) {
         return usage_error();
     }
 
+    const bool tls = !options.tls_cert_file.empty() || !options.tls_key_file.empty();
+    if (tls && !chat::tls_available) {
+        std::fprintf(stderr,
+                     "chat_server: --tls-cert/--tls-key: this chat_server was built without TLS "
+                     "(OpenSSL was not found at build time; Debian: libssl-dev)\n");
+        return 2;
+    }
+
     try {
-        if (options.threads == 1) {
-            return serve<wsguard::NullMutex>(options);
+#ifdef WSGUARD_HAVE_OPENSSL
+        if (tls) {
+            if (options.threads == 1) {
+                return serve<wsguard::NullMutex, chat::Transport::tls>(options);
+            }
+            return serve<std::mutex, chat::Transport::tls>(options);
         }
-        return serve<std::mutex>(options);
+#endif
+        if (options.threads == 1) {
+            return serve<wsguard::NullMutex, chat::Transport::plain>(options);
+        }
+        return serve<std::mutex, chat::Transport::plain>(options);
+#ifdef WSGUARD_HAVE_OPENSSL
+    } catch (const wsguard::wspp::TlsContextError& e) {
+        // An unreadable or mismatched certificate or key: refused like a bad value.
+        std::fprintf(stderr, "chat_server: %s\n", e.what());
+        return 2;
+#endif
     } catch (const std::invalid_argument& e) {
         // A value the flags' own checks could not judge (--bind, --redis): a usage error.
         std::fprintf(stderr, "chat_server: %s\n", e.what());

@@ -143,8 +143,9 @@ inline chat::ServerOptions test_server_options() {
 }
 
 /// A ChatServer running on its own thread from construction until stop() (or
-/// destruction), which shuts it down gracefully and joins the thread.
-template <class Lock = NullMutex>
+/// destruction), which shuts it down gracefully and joins the thread. Server:
+/// another instance of chat::ChatServer (test_tls runs the wss one).
+template <class Lock = NullMutex, class Server = chat::ChatServer<Lock>>
 class ServerRunner {
 public:
     explicit ServerRunner(chat::ServerOptions options = test_server_options())
@@ -175,7 +176,7 @@ public:
     std::uint16_t port() const noexcept { return server_.port(); }
 
     /// The server; only safe to inspect from the test thread after stop().
-    chat::ChatServer<Lock>& server() noexcept { return server_; }
+    Server& server() noexcept { return server_; }
 
     /// Runs `f` on the server's io thread (where the guard may be called
     /// while it runs) and returns its result once it ran.
@@ -214,7 +215,7 @@ public:
     }
 
 private:
-    chat::ChatServer<Lock> server_;
+    Server server_;
     std::promise<void> finished_;
     std::future<void> done_;
     std::thread thread_;

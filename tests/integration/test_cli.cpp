@@ -308,6 +308,32 @@ TEST_CASE("chat_server refuses a Redis URL it cannot use, says why, and never ec
     }
 }
 
+TEST_CASE("chat_server --tls-cert and --tls-key come together, and bad files exit 2", "[cli]") {
+    struct Case {
+        std::vector<std::string> args;
+        const char* message;
+    };
+    const Case cases[] = {
+        {{"--port", "0", "--tls-cert", "cert.pem"}, "--tls-cert requires --tls-key"},
+        {{"--port", "0", "--tls-key", "key.pem"}, "--tls-key requires --tls-cert"},
+#ifdef WSGUARD_HAVE_OPENSSL
+        // Checked before the port is opened; the message names the file.
+        {{"--port", "0", "--tls-cert", "no-such-cert.pem", "--tls-key", "no-such-key.pem"},
+         "TLS certificate chain file 'no-such-cert.pem': "},
+#else
+        {{"--port", "0", "--tls-cert", "no-such-cert.pem", "--tls-key", "no-such-key.pem"},
+         "built without TLS"},
+#endif
+    };
+    for (const auto& c : cases) {
+        INFO(c.message);
+        std::string out, err;
+        CHECK(exit_code_of(c.args, &out, &err) == 2);
+        CHECK(err.find(c.message) != std::string::npos);
+        CHECK(out.find("listening") == std::string::npos);
+    }
+}
+
 TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
     std::string out, err;
     REQUIRE(exit_code_of({"--help"}, &out, &err) == 0);
@@ -336,6 +362,8 @@ TEST_CASE("chat_server --help exits 0 and lists every flag", "[cli]") {
                              "--admin-token",
                              "--bridge-down-warning-seconds",
                              "--version",
+                             "--tls-cert",
+                             "--tls-key",
                              "--help"}) {
         INFO(flag);
         CHECK(out.find(flag) != std::string::npos);
