@@ -573,6 +573,80 @@ TEST_CASE("check options are validated", "[health]") {
     CHECK_NOTHROW(wsguard::evaluate_health(HealthSample{}, equal, nullptr));
 }
 
+TEST_CASE("drop_ratio: 1% / 10% of the messages over the window, on an injected clock",
+          "[health]") {
+    wsguard::test::ManualClock clock;
+    wsguard::DropRatioWindow window(8);
+    CheckOptions o;  // warning 1%, critical 10%, 60 s window, 100 messages at least
+
+    // Fewer than two samples: not measured.
+    CHECK_FALSE(wsguard::drop_ratio_check(window.window(60), o).measured);
+    window.sample(clock.now(), 0, 0);
+    CHECK_FALSE(wsguard::drop_ratio_check(window.window(60), o).measured);
+
+    // 1 s later: 990 delivered, 10 dropped: exactly 1% is warning.
+    clock.advance(1s);
+    window.sample(clock.now(), 990, 10);
+    CheckResult r = wsguard::drop_ratio_check(window.window(60), o);
+    CHECK(r.name == "drop_ratio");
+    CHECK(r.measured);
+    CHECK(r.value == Approx(0.01));
+    CHECK(r.level == HealthLevel::warning);
+    CHECK(r.warning_at == 0.01);
+    CHECK(r.critical_at == 0.10);
+    CHECK_THAT(r.message, Contains("10 of 1000 messages dropped (1.0%) over the last 1 s"));
+
+    // Another 800 delivered, 200 dropped: 210 of 2000 over 2 s is critical.
+    clock.advance(1s);
+    window.sample(clock.now(), 1790, 210);
+    r = wsguard::drop_ratio_check(window.window(60), o);
+    CHECK(r.value == Approx(0.105));
+    CHECK(r.level == HealthLevel::critical);
+    CHECK_THAT(r.message, Contains("--slow-consumer close"));
+
+    // The window forgets what is older than it: 61 s of clean traffic later,
+    // the drops have left a 60 s window.
+    for (int i = 0; i < 61; ++i) {
+        clock.advance(1s);
+        window.sample(clock.now(), 1790 + 1000 * static_cast<std::uint64_t>(i + 1), 210);
+    }
+    const wsguard::DeliveryWindow w = window.window(60);
+    CHECK(w.dropped == 0);
+    CHECK(w.seconds == Approx(7.0));  // the ring keeps 8 samples: 7 s of them
+    CHECK(wsguard::drop_ratio_check(w, o).level == HealthLevel::ok);
+
+    // Below the minimum of messages the ratio is shown, not judged.
+    wsguard::DeliveryWindow few;
+    few.seconds = 5;
+    few.delivered = 9;
+    few.dropped = 90;
+    r = wsguard::drop_ratio_check(few, o);
+    CHECK(r.measured);
+    CHECK(r.level == HealthLevel::ok);
+    CHECK_THAT(r.message, Contains("too few to judge"));
+
+    // A counter that went backwards (a restarted source) counts 0, not 2^64.
+    wsguard::DropRatioWindow reset(4);
+    reset.sample(clock.now(), 500, 50);
+    clock.advance(1s);
+    reset.sample(clock.now(), 10, 0);
+    CHECK(reset.window(60).delivered == 0);
+    CHECK(reset.window(60).dropped == 0);
+
+    // The thresholds are options, validated like the others.
+    CheckOptions strict;
+    strict.drop_ratio_warning = 0.001;
+    strict.drop_ratio_critical = 0.002;
+    few.delivered = 9990;
+    few.dropped = 10;
+    CHECK(wsguard::drop_ratio_check(few, strict).level == HealthLevel::warning);
+    strict.drop_ratio_warning = 0.5;  // above critical
+    CHECK_THROWS_AS(wsguard::drop_ratio_check(few, strict), std::invalid_argument);
+    CheckOptions no_window;
+    no_window.drop_ratio_window_seconds = 0;
+    CHECK_THROWS_AS(wsguard::drop_ratio_check(few, no_window), std::invalid_argument);
+}
+
 // ---------------------------------------------------------------------------
 // Triage
 // ---------------------------------------------------------------------------

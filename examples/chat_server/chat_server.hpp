@@ -93,6 +93,7 @@ struct ServerOptions {
         TelemetryOptions t;
         t.max_connections = guard.max_connections;
         t.growth_window = growth_window;
+        t.sample_interval = sample_interval;
         t.snapshot_dir = snapshot_dir;
         t.snapshot_max_files = snapshot_max_files;
         t.quiet = quiet;

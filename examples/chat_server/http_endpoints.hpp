@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <initializer_list>
 #include <optional>
@@ -76,6 +77,61 @@ inline nlohmann::ordered_json refused_json(const wsguard::wspp::GuardStats& g) {
     return j;
 }
 
+/// {"1000":N,...,"1013":N,"other":N}: admitted connections closed, by the
+/// code this side sent (see GuardStats::closes_by_code).
+inline nlohmann::ordered_json closes_by_code_json(const wsguard::wspp::GuardStats& g) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < wsguard::wspp::counted_close_codes.size(); ++i) {
+        j[std::to_string(wsguard::wspp::counted_close_codes[i])] = g.closes_by_code[i];
+    }
+    j["other"] = g.closes_by_code.back();
+    return j;
+}
+
+namespace detail {
+
+/// Effect: `seconds` as a person reads a span: "40 s", "2.0 min".
+inline std::string span_text(double seconds) {
+    char buf[32];
+    if (seconds < 120.0) {
+        std::snprintf(buf, sizeof buf, "%.0f s", seconds);
+    } else {
+        std::snprintf(buf, sizeof buf, "%.1f min", seconds / 60.0);
+    }
+    return buf;
+}
+
+}  // namespace detail
+
+/// {"verdict":V,"history_seconds":H,"needed_seconds":N,"message":M}: what
+/// the growth verdict rests on. V is "growth" (a finding names a series),
+/// "too_little_history" (H < N: the detectors' window is not full, so no
+/// "nothing grows") or "no_growth".
+inline nlohmann::ordered_json growth_verdict_json(const ServerSnapshot& s) {
+    const double have = s.growth_history_seconds;
+    const double need = s.growth_needed_seconds;
+    std::string verdict;
+    std::string message;
+    if (!s.health.findings.empty()) {
+        verdict = "growth";
+        message = "growth over the last " + detail::span_text(have) + " of samples:";
+        for (const auto& f : s.health.findings) {
+            message += " " + f.series;
+        }
+    } else if (have + 1e-3 < need) {
+        verdict = "too_little_history";
+        message = "too little history: " + detail::span_text(have) + " of the " +
+                  detail::span_text(need) + " a growth verdict needs";
+    } else {
+        verdict = "no_growth";
+        message = "no growth over the last " + detail::span_text(have) + " of samples";
+    }
+    return {{"verdict", verdict},
+            {"history_seconds", have},
+            {"needed_seconds", need},
+            {"message", message}};
+}
+
 /// GET /stats: the top-level counts first, then objects per concern.
 inline std::string stats_json(const ServerSnapshot& s) {
     const auto& g = s.guard;
@@ -89,6 +145,7 @@ inline std::string stats_json(const ServerSnapshot& s) {
         {"pending_handshakes", g.pending_handshakes},
         {"uptime_seconds", s.uptime_seconds},
         {"refused", refused_json(g)},
+        {"dropped", {{"slow_consumer", g.dropped_messages}}},
         {"peer_addresses", g.peer_addresses},
         {"closes",
          {{"slow_consumer", g.closed_slow_consumer},
@@ -96,6 +153,7 @@ inline std::string stats_json(const ServerSnapshot& s) {
           {"dead_peer", g.terminated_dead},
           {"oversized", g.closed_oversized},
           {"shutdown", g.closed_shutdown}}},
+        {"closes_by_code", closes_by_code_json(g)},
         {"traffic",
          {{"opened", g.opened},
           {"closed", g.closed},
@@ -175,6 +233,7 @@ inline std::string stats_json(const ServerSnapshot& s) {
             {"samples", v.samples}};
     }
     j["growth"] = std::move(growth);
+    j["growth_verdict"] = growth_verdict_json(s);
     // The health report has one writer, the library's: its JSON goes in as
     // written (serialized once), as the last member.
     // Replaced, not thrown on: text that is not UTF-8 (a last error, a node id).
@@ -346,6 +405,14 @@ inline std::string metrics_text(const ServerSnapshot& s) {
     for (const auto& [reason, n] : closes) {
         w.sample(n, {{"reason", reason}});
     }
+    w.family("closed_by_code_total", "counter",
+             "Admitted connections that closed, by the close code this side sent (1006: "
+             "no close handshake); codes outside the counted ones are code=\"other\".");
+    for (std::size_t i = 0; i < wsguard::wspp::counted_close_codes.size(); ++i) {
+        w.sample(g.closes_by_code[i],
+                 {{"code", std::to_string(wsguard::wspp::counted_close_codes[i])}});
+    }
+    w.sample(g.closes_by_code.back(), {{"code", "other"}});
     w.counter("connections_opened_total", "Connections admitted.", g.opened);
     w.counter("connections_closed_total", "Admitted connections that closed, either side.",
               g.closed);

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -70,6 +71,11 @@ struct ServerSnapshot {
     /// The verdict of every series the triage watches, in all_health_series order.
     std::vector<std::pair<wsguard::HealthSeries, wsguard::GrowthVerdict>> growth;
     double uptime_seconds = 0;
+    /// The samples the growth verdict rests on: their span, and the span a
+    /// verdict needs (the detectors' full window), in seconds. "No growth"
+    /// from a minute of samples would be a guess.
+    double growth_history_seconds = 0;
+    double growth_needed_seconds = 0;
 };
 
 /// Effect: the checklist's "bridge" row for `b`: ok while the bridge is
@@ -126,6 +132,9 @@ struct TelemetryOptions {
     /// Samples each growth detector keeps: the verdict covers that many
     /// sample intervals.
     std::size_t growth_window = 120;
+    /// The sample interval: with growth_window, the history a growth verdict
+    /// needs; and how many samples the drop-ratio window keeps.
+    std::chrono::milliseconds sample_interval{1000};
     /// Samples GET /history returns (10 minutes at the default 1 s).
     std::size_t history_samples = 600;
     /// Where a census is written when health turns critical (empty: never).
@@ -146,7 +155,10 @@ public:
     using Clock = std::chrono::steady_clock;
 
     explicit Telemetry(const TelemetryOptions& options)
-        : options_(options), monitor_(health_options(options)), started_(Clock::now()) {
+        : options_(options),
+          monitor_(health_options(options)),
+          drops_(drop_window_samples(options, monitor_.options().checks)),
+          started_(Clock::now()) {
         if (!options_.snapshot_dir.empty()) {
             wsguard::SnapshotOptions so;
             so.directory = options_.snapshot_dir;
@@ -170,6 +182,16 @@ public:
         return h;
     }
 
+    /// Effect: the samples the drop-ratio window keeps: its span at the
+    /// sample interval, and two more (bounded: 4096 entries, 96 KiB).
+    static std::size_t drop_window_samples(const TelemetryOptions& o,
+                                           const wsguard::CheckOptions& checks) {
+        const double interval =
+            std::max(1.0, static_cast<double>(o.sample_interval.count())) / 1000.0;
+        const double n = checks.drop_ratio_window_seconds / interval + 2.0;
+        return static_cast<std::size_t>(std::min(4096.0, std::max(2.0, n)));
+    }
+
     /// Effect: samples the guard's counts and the process's memory; when
     /// health is critical and a snapshot directory is set, writes
     /// `census()` there (rate-limited by the writer).
@@ -177,6 +199,14 @@ public:
                 const std::function<std::string()>& census) {
         const auto now = Clock::now();
         monitor_.sample(now, health_sample(guard, wsguard::read_memory()));
+        {
+            std::lock_guard<Lock> hold(lock_);
+            drops_.sample(now, guard.messages_out, guard.dropped_messages);
+            if (!first_sample_) {
+                first_sample_ = now;
+            }
+            last_sample_ = now;
+        }
         if (!snapshots_) {
             return;
         }
@@ -206,6 +236,25 @@ public:
         for (const auto& v : view.verdicts) {
             s.growth.emplace_back(v.series, v.verdict);
         }
+        const wsguard::CheckOptions& checks = monitor_.options().checks;
+        wsguard::DeliveryWindow window;
+        double span = 0;
+        {
+            std::lock_guard<Lock> hold(lock_);
+            window = drops_.window(checks.drop_ratio_window_seconds);
+            if (first_sample_) {
+                span = std::chrono::duration<double>(last_sample_ - *first_sample_).count();
+            }
+        }
+        // The drop-ratio row needs counters over time, which the monitor's
+        // samples do not carry: appended here, as the bridge row is.
+        s.health.checks.push_back(wsguard::drop_ratio_check(window, checks));
+        s.health.level = wsguard::worst(s.health.level, s.health.checks.back().level);
+        // A detector's window of growth_window samples spans growth_window - 1 intervals.
+        s.growth_needed_seconds =
+            std::chrono::duration<double>(options_.sample_interval).count() *
+            static_cast<double>(std::max<std::size_t>(options_.growth_window, 2) - 1);
+        s.growth_history_seconds = std::min(span, s.growth_needed_seconds);
         s.uptime_seconds = seconds_since_start(Clock::now());
     }
 
@@ -226,6 +275,11 @@ private:
 
     const TelemetryOptions options_;
     Monitor monitor_;
+    // sample() writes them from one timer; fill() reads them from any thread.
+    mutable Lock lock_;
+    wsguard::DropRatioWindow drops_;
+    std::optional<Clock::time_point> first_sample_;
+    Clock::time_point last_sample_{};
     // Written by sample() only, which one timer calls: never two at once.
     std::optional<wsguard::CriticalSnapshotWriter> snapshots_;
     const Clock::time_point started_;

@@ -4,6 +4,10 @@
 // Opens the reference chat server's live dashboard (GET /) in headless
 // Chromium, waits until every series is plotted and the health level is
 // shown, checks what a person would look at, and saves a full-page screenshot.
+// The traffic run_dashboard.mjs makes (drops to a reader that stopped
+// reading, refusals over the per-address limit, closes with several codes)
+// must show on the traffic panels as non-zero rates, the checklist's
+// drop_ratio row must be warning or critical, and the level must not be ok.
 //
 //   node dashboard.mjs <server url> <screenshot.png> [--chromium <path>]
 //        [--expect-empty <series>[,<series>...]] [--timeout-ms <n>] [--require]
@@ -107,8 +111,51 @@ function readPage(lineRgb) {
     summary: text("#summary").trim(),
     findings: [...document.querySelectorAll("#findings li")].map((li) => li.textContent.trim()),
     status: text("#status").trim(),
+    rates: [...document.querySelectorAll(".card[data-rates]")].map((card) => {
+      const canvas = card.querySelector("canvas");
+      // Pixels of any line colour: saturated, unlike the grey grid and labels.
+      let linePixels = 0;
+      if (canvas && canvas.width > 0 && canvas.height > 0) {
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        for (let i = 0; i < data.length; i += 4) {
+          const hi = Math.max(data[i], data[i + 1], data[i + 2]);
+          const lo = Math.min(data[i], data[i + 1], data[i + 2]);
+          if (data[i + 3] > 128 && hi - lo > 60) ++linePixels;
+        }
+      }
+      return {
+        key: card.dataset.rates,
+        lines: canvas && canvas.dataset.lines ? JSON.parse(canvas.dataset.lines) : {},
+        points: canvas ? Number(canvas.dataset.points) : 0,
+        linePixels,
+        legend: (card.querySelector(".legend") || {}).textContent || "",
+      };
+    }),
+    checks: [...document.querySelectorAll("#checks tr")].map((tr) => ({
+      name: tr.dataset.check,
+      level: tr.className,
+      message: tr.textContent,
+    })),
+    bridge: text("#b-state").trim(),
   };
 }
+
+// In the page: whether the trouble shows (see the header).
+function troubleShown({ codes }) {
+  const lines = (key) => {
+    const c = document.querySelector(`.card[data-rates="${key}"] canvas`);
+    return c && c.dataset.lines ? JSON.parse(c.dataset.lines) : {};
+  };
+  const moved = (key, line) => (lines(key)[line] || { max: 0 }).max > 0;
+  const row = document.querySelector('#checks tr[data-check="drop_ratio"]');
+  const level = ((document.querySelector("#level") || {}).textContent || "").trim();
+  return moved("messages", "in") && moved("messages", "out") && moved("drops", "slow_consumer") &&
+    moved("refusals", "per_ip") && codes.every((code) => moved("closes", code)) && row !== null &&
+    (row.className === "warning" || row.className === "critical") &&
+    (level === "warning" || level === "critical");
+}
+// The close codes run_dashboard.mjs produces ("other": 4000).
+const CLOSE_CODES = ["1000", "1001", "1006", "1009", "other"];
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
@@ -198,6 +245,20 @@ async function main() {
           `screenshot of it: ${opts.screenshot}`,
       );
     }
+    // The trouble on the traffic panels and in the checklist.
+    try {
+      await page.waitForFunction(troubleShown, { codes: CLOSE_CODES },
+                                 { timeout: opts.timeoutMs * 2, polling: 250 });
+    } catch (e) {
+      const state = await page.evaluate(readPage, LINE_RGB).catch(() => null);
+      await page.screenshot({ path: opts.screenshot, fullPage: true }).catch(() => {});
+      throw new Failure(
+        `the traffic panels or the checklist did not show the drops, refusals and closes ` +
+          `within ${opts.timeoutMs * 2} ms (${e.message.split("\n")[0]}); rates ` +
+          `${JSON.stringify(state && state.rates)}; checks ${JSON.stringify(state && state.checks)}; ` +
+          `level ${state && state.level}; screenshot of it: ${opts.screenshot}`,
+      );
+    }
     // One more refresh (1 s) so the plots hold more than the first sample.
     await page.waitForTimeout(1500);
     const state = await page.evaluate(readPage, LINE_RGB);
@@ -226,8 +287,31 @@ async function main() {
     check(LEVELS.includes(state.level), `#level shows "${state.level}"`);
     check(state.healthClass === state.level,
           `#health has class "${state.healthClass}", level is "${state.level}"`);
-    check(state.findings.length > 0 || /no finding/.test(state.summary),
-          `no health text: summary "${state.summary}", findings ${JSON.stringify(state.findings)}`);
+    // The growth verdict says what it rests on: never a bare "nothing grows".
+    check(/too little history: .* of the .* a growth verdict needs|of samples/.test(state.summary),
+          `no growth verdict with its history: summary "${state.summary}"`);
+    check(!/nothing grows/i.test(state.summary), `the page says "${state.summary}"`);
+    check(state.level !== "ok", "the page says ok with a fifth of a room's messages dropped");
+    const dropRow = state.checks.find((c) => c.name === "drop_ratio");
+    check(dropRow && (dropRow.level === "warning" || dropRow.level === "critical") &&
+            /messages dropped/.test(dropRow.message),
+          `drop_ratio row: ${JSON.stringify(dropRow)}`);
+    const rates = Object.fromEntries(state.rates.map((r) => [r.key, r]));
+    for (const key of ["messages", "drops", "refusals", "closes"]) {
+      const r = rates[key];
+      check(r, `no traffic panel ${key}`);
+      check(r.points > 1, `traffic panel ${key}: ${r.points} points`);
+      check(r.linePixels > 20, `traffic panel ${key}: no line drawn`);
+    }
+    check(rates.drops.lines.slow_consumer.total > 0 && /slow_consumer/.test(rates.drops.legend),
+          `drops panel: ${JSON.stringify(rates.drops)}`);
+    check(rates.refusals.lines.per_ip.total > 0 && /per_ip/.test(rates.refusals.legend),
+          `refusals panel: ${JSON.stringify(rates.refusals)}`);
+    for (const code of CLOSE_CODES) {
+      check(rates.closes.lines[code].total > 0 && rates.closes.legend.includes(code),
+            `closes panel, code ${code}: ${JSON.stringify(rates.closes)}`);
+    }
+    check(state.bridge === "not configured", `bridge panel says "${state.bridge}" without --redis`);
     check(state.status.startsWith("live"), `status line says "${state.status}"`);
     check(pageErrors.length === 0, `the page reported errors:\n  ${pageErrors.join("\n  ")}`);
     check(fs.statSync(opts.screenshot).size > 10000, `screenshot ${opts.screenshot} is too small`);
@@ -238,6 +322,8 @@ async function main() {
     console.log(`dashboard.mjs: level ${state.level}; ${state.findings.length} finding(s); ` +
                 `${state.status}`);
     console.log(`dashboard.mjs: plots ${plotted}`);
+    console.log(`dashboard.mjs: drop_ratio ${dropRow.level}: ${dropRow.message}`);
+    for (const r of state.rates) console.log(`dashboard.mjs: ${r.key}: ${r.legend}`);
     console.log(`dashboard.mjs: screenshot ${opts.screenshot}`);
     return 0;
   } finally {

@@ -3,7 +3,9 @@
 //
 // The CTest driver of the dashboard test: starts the built chat_server on a
 // free loopback port with a fast sampler, opens real WebSocket clients so the
-// plots move (connections ramp up, rooms fill, messages flow), runs
+// plots move (connections ramp up, rooms fill, messages flow), makes the
+// trouble an operator must see (a reader that stopped reading in a busy room,
+// connections over --max-connections-per-ip, closes with several codes), runs
 // dashboard.mjs against it, and stops the server by its pid on every path.
 //
 //   node run_dashboard.mjs --server <chat_server> --screenshot <png>
@@ -51,8 +53,14 @@ function parseArgs(argv) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // The server, started with --port 0; resolves with the port it printed.
-function startServer(binary) {
-  const child = spawn(binary, ["--port", "0", "--bind", "127.0.0.1", "--sample-interval-ms", "200"],
+// perIp: --max-connections-per-ip, room for the clients and the slow room but
+// not for a whole burst.
+function startServer(binary, perIp) {
+  // Small bounds, so the trouble below shows within seconds: 64 KiB queued
+  // per reader before drops, 128 KiB per message, perIp connections per address.
+  const child = spawn(binary, ["--port", "0", "--bind", "127.0.0.1", "--sample-interval-ms", "200",
+                               "--max-buffered-bytes", "65536", "--max-payload-bytes", "131072",
+                               "--max-connections-per-ip", String(perIp)],
                       { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
@@ -123,6 +131,70 @@ async function openClients(WebSocket, port, count, stopping) {
   };
 }
 
+// The trouble, repeated every 2 s until stopping so every refresh of the page
+// sees some: in room "slow" one reader stops reading its socket while two
+// publishers send 32 KiB messages (drops once its 64 KiB queue is full); a
+// burst of 25 connections over the per-address limit (refusals); the burst's
+// admitted connections then close with 1000, 1001, 4000 ("other"), 1009 (a
+// message over --max-payload-bytes) and 1006 (a reset, no close handshake).
+function makeTrouble(WebSocket, port, stopping) {
+  const sockets = [];
+  const timers = [];
+  const open = (onOpen) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    ws.on("error", () => {}); // refused handshakes are the point
+    if (onOpen) ws.on("open", () => onOpen(ws));
+    sockets.push(ws);
+    return ws;
+  };
+  const join = (ws) => ws.send(JSON.stringify({ type: "join", room: "slow" }));
+  open((ws) => {
+    join(ws);
+    setTimeout(() => ws.pause(), 200); // stops reading: the kernel buffers, then the server's queue fill
+  });
+  const content = "x".repeat(32 * 1024);
+  for (let i = 0; i < 2; ++i) {
+    open((ws) => {
+      join(ws);
+      timers.push(setInterval(() => {
+        if (ws.readyState === WebSocket.OPEN && ws.bufferedAmount < 1 << 20) {
+          ws.send(JSON.stringify({ type: "room-message", room: "slow", content }));
+        }
+      }, 20));
+    });
+  }
+  const oversized = "y".repeat(200 * 1024);
+  const ends = [
+    (ws) => ws.close(1000, "bye"),
+    (ws) => ws.close(1001, "going away"),
+    (ws) => ws.close(4000, "application code"),
+    (ws) => ws.send(JSON.stringify({ type: "echo", data: oversized })),
+    (ws) => ws.terminate(),
+  ];
+  const burst = () => {
+    if (stopping()) return;
+    const batch = [];
+    for (let i = 0; i < 25; ++i) batch.push(open(null));
+    timers.push(setTimeout(() => {
+      batch.forEach((ws, i) => {
+        if (ws.readyState === WebSocket.OPEN) ends[i % ends.length](ws);
+        else ws.terminate();
+      });
+      // A close handshake the server never answers must not hold a socket.
+      timers.push(setTimeout(() => batch.forEach((ws) => ws.terminate()), 1000));
+    }, 700));
+  };
+  timers.push(setInterval(burst, 2000));
+  burst();
+  return () => {
+    for (const t of timers) {
+      clearInterval(t);
+      clearTimeout(t);
+    }
+    for (const ws of sockets) ws.terminate();
+  };
+}
+
 function runDashboard(opts, url) {
   const args = [path.join(here, "dashboard.mjs"), url, opts.screenshot, "--chromium", opts.chromium];
   for (const s of opts.expectEmpty) args.push("--expect-empty", s);
@@ -162,7 +234,7 @@ async function main() {
                 `run: npm install --no-audit --no-fund (in ${here})`);
   }
 
-  const server = startServer(opts.server);
+  const server = startServer(opts.server, opts.clients + 20);
   let dashboard = null;
   let closeClients = () => {};
   let stopping = false;
@@ -196,9 +268,20 @@ async function main() {
     // The page opens while the ramp is still going, as a person's would.
     await sleep(500);
     dashboard = runDashboard(opts, url);
+    const stopTrouble = makeTrouble(WebSocket, port, () => stopping);
+    const priorClose = closeClients;
+    closeClients = () => {
+      stopTrouble();
+      priorClose();
+    };
     const first = await Promise.race([dashboard.done.then((c) => ({ code: c })), died]);
     stopping = true;
-    closeClients = await clients;
+    const closeRamp = await clients;
+    const closeTrouble = closeClients;
+    closeClients = () => {
+      closeTrouble();
+      closeRamp();
+    };
     if (first.died) {
       dashboard.child.kill("SIGKILL");
       return fail(`chat_server died during the test (code ${first.died.code}, ` +

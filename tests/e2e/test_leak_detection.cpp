@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 using nlohmann::json;
@@ -315,6 +316,101 @@ TEST_CASE("a reader that stopped reading, with the drop policy off, is named as 
     CHECK(stat_of(stats, "queued_bytes") > 1024 * 1024);
     // The connections did not grow; they are not what the triage names.
     CHECK_FALSE(finding_for(stats, "connections"));
+}
+
+// The checklist row named `name` in a /stats body (null when absent).
+json check_row(const json& stats, const std::string& name) {
+    if (stats.is_object() && stats.contains("health")) {
+        for (const auto& c : stats["health"].value("checks", json::array())) {
+            if (c.value("name", "") == name) {
+                return c;
+            }
+        }
+    }
+    return json();
+}
+
+TEST_CASE(
+    "a fifth of the messages dropped to a slow consumer is not ok: the drop-ratio row says so",
+    "[e2e][drop_ratio]") {
+    auto options = e2e_options();
+    options.guard.max_buffered_bytes = 64 * 1024;
+    options.guard.slow_consumer = wsguard::wspp::SlowConsumerPolicy::drop;
+    ServerRunner<> server(options);
+    const auto port = server.port();
+
+    // Room R: a reader that stopped reading, three that read, one publisher.
+    // Once the stalled reader's bound is reached, 1 in 4 deliveries drops.
+    wsguard::test::RawWsClient stalled;
+    REQUIRE(stalled.connect(port, 4096));
+    REQUIRE(stalled.send_text(R"({"type":"join","room":"R"})"));
+    ClientEndpoint clients;
+    wsguard::test::ConnectOptions counting;
+    counting.keep_messages = false;
+    std::vector<std::shared_ptr<ClientConnection>> readers;
+    for (int i = 0; i < 3; ++i) {
+        readers.push_back(clients.connect_open(port, counting));
+        REQUIRE(readers.back());
+        readers.back()->send(std::string(R"({"type":"join","room":"R"})"));
+    }
+    auto publisher = clients.connect_open(port);
+    REQUIRE(publisher);
+    publisher->send(std::string(R"({"type":"join","room":"R"})"));
+    REQUIRE(publisher->round_trip());
+    json stats;
+    REQUIRE(wsguard::test::stats_eventually(
+        port, [](const json& j) { return stat_of(j, "memberships") == 5; }, stats));
+
+    const std::string frame =
+        json{{"type", "room-message"}, {"room", "R"}, {"content", std::string(1000, 'd')}}.dump();
+    constexpr std::size_t batch = 100;
+    constexpr std::size_t max_messages = 30000;
+    const auto start = SteadyClock::now();
+    std::size_t sent = 0;
+    json row;
+    while (SteadyClock::now() - start < scenario_time) {
+        if (sent < max_messages) {
+            for (std::size_t i = 0; i < batch; ++i) {
+                publisher->send(frame);
+            }
+            sent += batch;
+        }
+        std::this_thread::sleep_for(Millis{50});
+        stats = wsguard::test::get_stats(port);
+        REQUIRE_FALSE(stats.is_discarded());
+        row = check_row(stats, "drop_ratio");
+        // A ratio of a fifth or so: well past the 10% critical threshold.
+        if (row.is_object() && row.value("value", 0.0) >= 0.15) {
+            break;
+        }
+    }
+    const double took = seconds_since(start);
+    std::printf("e2e drop ratio: %.1f s, %zu messages sent, dropped %lld, row %s\n", took, sent,
+                stat_of(stats, "dropped_messages"), row.dump().c_str());
+    stalled.close();
+
+    INFO("after " << took << " s and " << sent << " messages: " << row.dump(2));
+    REQUIRE(row.is_object());
+    CHECK(row.value("measured", false));
+    CHECK(row.value("value", 0.0) >= 0.15);
+    CHECK(row.value("value", 0.0) <= 0.30);  // at most 1 in 4 deliveries can drop
+    const std::string level = row.value("level", "");
+    CHECK((level == "warning" || level == "critical"));
+    const std::string overall = stats["health"].value("level", "");
+    CHECK((overall == "warning" || overall == "critical"));
+    CHECK(contains(row.value("message", ""), "messages dropped"));
+    CHECK(stat_of(stats, "dropped", "slow_consumer") == stat_of(stats, "dropped_messages"));
+    CHECK(stat_of(stats, "dropped_messages") > 0);
+
+    // A reader that leaves with 1000 is counted under its code.
+    readers.front()->close();
+    REQUIRE(wsguard::test::stats_eventually(
+        port, [](const json& j) { return stat_of(j, "closes_by_code", "1000") == 1; }, stats));
+    long long by_code = 0;
+    for (const auto& [code, n] : stats["closes_by_code"].items()) {
+        by_code += n.get<long long>();
+    }
+    CHECK(by_code == stat_of(stats, "traffic", "closed"));
 }
 
 TEST_CASE("steady churn that leaks nothing produces no finding", "[e2e][leak_detection]") {

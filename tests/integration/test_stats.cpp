@@ -245,11 +245,28 @@ TEST_CASE("GET /stats keeps its structure and live counts without walking the co
     for (const auto& item : at_rest.items()) {
         keys.insert(item.key());
     }
-    CHECK(keys == std::set<std::string>{"connections", "rooms", "memberships", "listeners",
-                                        "queued_bytes", "dropped_messages", "rejected_connections",
-                                        "uptime_seconds", "closes", "traffic", "router", "memory",
-                                        "shutting_down", "bridge", "growth", "health", "refused",
-                                        "peer_addresses", "pending_handshakes"});
+    CHECK(keys == std::set<std::string>{"connections",
+                                        "rooms",
+                                        "memberships",
+                                        "listeners",
+                                        "queued_bytes",
+                                        "dropped_messages",
+                                        "rejected_connections",
+                                        "uptime_seconds",
+                                        "closes",
+                                        "traffic",
+                                        "router",
+                                        "memory",
+                                        "shutting_down",
+                                        "bridge",
+                                        "growth",
+                                        "health",
+                                        "refused",
+                                        "peer_addresses",
+                                        "pending_handshakes",
+                                        "dropped",
+                                        "closes_by_code",
+                                        "growth_verdict"});
     CHECK(at_rest.at("memory").at("resident_bytes").is_number_unsigned());
 
     // Counts come from the guard's tables at once, not from the last sample.

@@ -3,15 +3,20 @@
 //
 // The checklist: memory usage, memory growth, listeners, connections and
 // fragmentation, each ok / warning / critical, and evaluate_health(), which
-// runs them and adds the triage's findings.
+// runs them and adds the triage's findings. Besides them, the drop-ratio row
+// (drop_ratio_check(), over a DropRatioWindow of message counters), which a
+// server appends: it needs counters over time, not one sample.
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <wsguard/growth_rate_detector.hpp>
 #include <wsguard/health/detail.hpp>
@@ -57,6 +62,17 @@ struct CheckOptions {
     /// ratio measures that fixed part, not fragmentation. Above 64 MiB the
     /// heap dominates on a server holding connections.
     std::size_t fragmentation_floor_bytes = std::size_t{64} * 1024 * 1024;
+    /// Messages dropped (slow consumers) / (delivered + dropped) over the
+    /// last drop_ratio_window_seconds. A chat drops a stalled reader's
+    /// messages by design, but at 1% readers miss messages routinely, and at
+    /// 10% a room's traffic outruns its readers: a dashboard that only
+    /// watches memory shows such a server as healthy.
+    double drop_ratio_warning = 0.01;
+    double drop_ratio_critical = 0.10;
+    double drop_ratio_window_seconds = 60.0;
+    /// The ratio is not judged (ok) below this many messages in the window:
+    /// one drop in ten messages is not a trend.
+    std::uint64_t drop_ratio_min_messages = 100;
 };
 namespace detail {
 
@@ -73,6 +89,11 @@ inline void validate(const CheckOptions& o) {
     require_thresholds("listeners", o.listeners_warning, o.listeners_critical);
     require_thresholds("connections", o.connections_warning, o.connections_critical);
     require_thresholds("fragmentation", o.fragmentation_warning, o.fragmentation_critical);
+    require_thresholds("drop_ratio", o.drop_ratio_warning, o.drop_ratio_critical);
+    if (!(std::isfinite(o.drop_ratio_window_seconds) && o.drop_ratio_window_seconds > 0.0)) {
+        throw std::invalid_argument(
+            "wsguard::CheckOptions: drop_ratio_window_seconds must be finite and > 0");
+    }
 }
 
 inline HealthLevel classify(double value, double warning, double critical) noexcept {
@@ -301,6 +322,124 @@ inline HealthReport evaluate_health(const HealthSample& sample, const CheckOptio
     }
     const SeriesVerdicts verdicts = triage->verdicts();
     return detail::evaluate(sample, options, &triage->options(), &verdicts);
+}
+
+// ---------------------------------------------------------------------------
+// The drop-ratio row
+// ---------------------------------------------------------------------------
+
+/// Message counts over a recent span (DropRatioWindow::window()).
+struct DeliveryWindow {
+    double seconds = 0.0;         ///< the span covered; 0 with fewer than two samples
+    std::uint64_t delivered = 0;  ///< messages queued for sending in it
+    std::uint64_t dropped = 0;    ///< messages not queued (slow consumers) in it
+};
+
+/// The message counters at the last few samples, to tell how many were
+/// delivered and dropped over a recent window. A ring allocated once
+/// (`capacity` entries of 24 bytes); the times come from the caller, so a
+/// test injects them.
+///
+/// Thread safety: Distinct objects: Safe. Shared objects: Unsafe (guard it
+/// with the sampler's lock).
+class DropRatioWindow {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    /// Effect: an empty window keeping the last `capacity` samples (at
+    ///         least 2).
+    /// Exceptions: std::bad_alloc.
+    explicit DropRatioWindow(std::size_t capacity) : ring_(std::max<std::size_t>(capacity, 2)) {}
+
+    /// Effect: records the cumulative counters `delivered` and `dropped` at
+    ///         `t` (the guard's messages_out and dropped_messages), over the
+    ///         oldest entry once full. O(1), no allocation.
+    /// Exceptions: nothrow.
+    void sample(time_point t, std::uint64_t delivered, std::uint64_t dropped) noexcept {
+        ring_[next_] = Entry{t, delivered, dropped};
+        next_ = next_ + 1 == ring_.size() ? 0 : next_ + 1;
+        size_ = std::min(size_ + 1, ring_.size());
+    }
+
+    /// Effect: the counts between the newest sample and the oldest one kept
+    ///         that is at most `seconds` older: the window is shorter when
+    ///         the ring or the history is. A counter that went backwards
+    ///         counts 0. O(capacity).
+    /// Exceptions: nothrow.
+    DeliveryWindow window(double seconds) const noexcept {
+        DeliveryWindow w;
+        if (size_ < 2) {
+            return w;
+        }
+        const Entry& newest = at(size_ - 1);
+        const Entry* oldest = &newest;
+        for (std::size_t i = size_ - 1; i-- > 0;) {
+            const Entry& e = at(i);
+            if (std::chrono::duration<double>(newest.t - e.t).count() > seconds) {
+                break;
+            }
+            oldest = &e;
+        }
+        w.seconds = std::chrono::duration<double>(newest.t - oldest->t).count();
+        w.delivered =
+            newest.delivered >= oldest->delivered ? newest.delivered - oldest->delivered : 0;
+        w.dropped = newest.dropped >= oldest->dropped ? newest.dropped - oldest->dropped : 0;
+        return w;
+    }
+
+private:
+    struct Entry {
+        time_point t{};
+        std::uint64_t delivered = 0;
+        std::uint64_t dropped = 0;
+    };
+    // The i-th kept entry, oldest first.
+    const Entry& at(std::size_t i) const noexcept {
+        const std::size_t j = next_ + ring_.size() - size_ + i;
+        return ring_[j % ring_.size()];
+    }
+
+    std::vector<Entry> ring_;
+    std::size_t next_ = 0;
+    std::size_t size_ = 0;
+};
+
+/// Effect: the checklist's "drop_ratio" row for `w`: value is dropped /
+///         (delivered + dropped), warning and critical at
+///         options.drop_ratio_warning / _critical. Not measured before two
+///         samples; measured but ok below options.drop_ratio_min_messages
+///         messages. The message says the counts, the span and, when not
+///         ok, what to do.
+/// Exceptions: std::invalid_argument (an invalid threshold, see
+///             evaluate_health); std::bad_alloc.
+inline CheckResult drop_ratio_check(const DeliveryWindow& w, const CheckOptions& options) {
+    detail::validate(options);
+    const double warn = options.drop_ratio_warning;
+    const double crit = options.drop_ratio_critical;
+    if (w.seconds <= 0.0) {
+        return detail::unmeasured("drop_ratio", warn, crit,
+                                  "collecting message counts (fewer than two samples)");
+    }
+    const std::uint64_t total = w.delivered + w.dropped;
+    const double value = total ? static_cast<double>(w.dropped) / static_cast<double>(total) : 0.0;
+    const bool applies = total >= options.drop_ratio_min_messages;
+    CheckResult r =
+        detail::measured("drop_ratio", value, warn, crit,
+                         applies ? detail::classify(value, warn, crit) : HealthLevel::ok);
+    r.message = std::to_string(w.dropped) + " of " + std::to_string(total) + " messages dropped (" +
+                detail::percent(value) + ") over the last " + detail::fixed(w.seconds, 0) +
+                " s; warning at " + detail::percent(warn) + ", critical at " +
+                detail::percent(crit);
+    if (!applies) {
+        r.message += "; fewer than " + std::to_string(options.drop_ratio_min_messages) +
+                     " messages, too few to judge";
+    } else if (r.level != HealthLevel::ok) {
+        r.message +=
+            ": readers too slow for their rooms' traffic miss messages; find them (queued "
+            "bytes, closes with 1008), raise max_buffered_bytes if bursts are short, or close "
+            "slow consumers (--slow-consumer close) so they reconnect and resync";
+    }
+    return r;
 }
 
 /// Effect: evaluate_health(sample, options, &triage) for a triage built with

@@ -63,7 +63,8 @@ constexpr HealthLevel to_health_level(GrowthLevel level) noexcept {
 
 /// One row of the checklist.
 struct CheckResult {
-    /// "memory_usage", "memory_growth", "listeners", "connections" or "fragmentation".
+    /// "memory_usage", "memory_growth", "listeners", "connections" or
+    /// "fragmentation"; "drop_ratio" from drop_ratio_check().
     std::string name;
     HealthLevel level = HealthLevel::ok;
     /// False when an input is missing (no resident or heap reading on this
@@ -73,7 +74,8 @@ struct CheckResult {
     /// The measured quantity, in the unit of warning_at / critical_at:
     /// memory_usage and connections: fraction of the limit (0.7 = 70%);
     /// memory_growth: bytes per hour; listeners: listeners per connection
-    /// (connections counted as at least 1); fragmentation: resident / heap.
+    /// (connections counted as at least 1); fragmentation: resident / heap;
+    /// drop_ratio: dropped / (delivered + dropped) messages over its window.
     double value = 0.0;
     double warning_at = 0.0;   ///< value >= warning_at is warning (when the check applies).
     double critical_at = 0.0;  ///< value >= critical_at is critical (when the check applies).

@@ -12,6 +12,7 @@
 #include <wsguard/websocketpp/admission.hpp>
 #include <wsguard/websocketpp/room_bridge.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -264,6 +265,24 @@ struct CloseInfo {
     bool failed = false;            ///< the connection never opened (handshake failed)
 };
 
+/// The close codes GuardStats::closes_by_code counts one by one; every other
+/// code falls in its last slot, "other". A fixed table: a peer choosing codes
+/// cannot grow it.
+inline constexpr std::array<std::uint16_t, 10> counted_close_codes = {1000, 1001, 1002, 1003, 1006,
+                                                                      1007, 1008, 1009, 1011, 1013};
+inline constexpr std::size_t close_code_slots = counted_close_codes.size() + 1;
+
+/// Effect: the slot of close code `code` in GuardStats::closes_by_code: its
+/// index in counted_close_codes, else the last ("other").
+constexpr std::size_t close_code_slot(std::uint16_t code) noexcept {
+    for (std::size_t i = 0; i < counted_close_codes.size(); ++i) {
+        if (counted_close_codes[i] == code) {
+            return i;
+        }
+    }
+    return counted_close_codes.size();
+}
+
 /// A snapshot of every count the guard holds.
 struct GuardStats {
     std::size_t connections = 0;  ///< open and registered
@@ -285,6 +304,10 @@ struct GuardStats {
     std::uint64_t closed_shutdown = 0;       ///< 1001
     std::uint64_t opened = 0;
     std::uint64_t closed = 0;
+    /// Admitted connections that closed, by the code this side sent (the
+    /// peer's echoed, or 1006 when the TCP connection ended without a close
+    /// handshake); slots as close_code_slot(). Sums to `closed`.
+    std::array<std::uint64_t, close_code_slots> closes_by_code{};
     std::uint64_t failed = 0;  ///< handshakes that never opened
     std::uint64_t messages_in = 0;
     std::uint64_t messages_out = 0;  ///< successful sends, broadcast deliveries included

@@ -55,6 +55,7 @@
 #include <websocketpp/server.hpp>
 #include <websocketpp/utf8_validator.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -491,6 +492,9 @@ public:
         s.closed_shutdown = closed_shutdown_.load(std::memory_order_relaxed);
         s.opened = opened_.load(std::memory_order_relaxed);
         s.closed = closed_.load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < close_code_slots; ++i) {
+            s.closes_by_code[i] = closes_by_code_[i].load(std::memory_order_relaxed);
+        }
         s.failed = failed_.load(std::memory_order_relaxed);
         s.messages_in = messages_in_.load(std::memory_order_relaxed);
         s.messages_out = messages_out_.load(std::memory_order_relaxed);
@@ -589,6 +593,8 @@ private:
         }
         CloseInfo info;
         info.failed = failed;
+        // Without the connection nothing tells the code: counted as 1006.
+        std::uint16_t code = ::websocketpp::close::status::abnormal_close;
         if (con) {
             info.local_code = con->get_local_close_code();
             info.remote_code = con->get_remote_close_code();
@@ -599,7 +605,9 @@ private:
             if (info.local_code == ::websocketpp::close::status::message_too_big) {
                 closed_oversized_.fetch_add(1, std::memory_order_relaxed);
             }
+            code = info.local_code;
         }
+        closes_by_code_[close_code_slot(code)].fetch_add(1, std::memory_order_relaxed);
         closes_since_trim_.fetch_add(1, std::memory_order_relaxed);
         on_close.emit(id, info);
     }
@@ -807,6 +815,7 @@ private:
         terminated_dead_{0}, closed_oversized_{0}, closed_shutdown_{0}, opened_{0}, closed_{0},
         failed_{0}, messages_in_{0}, messages_out_{0}, bytes_in_{0}, bytes_out_{0}, pings_sent_{0},
         pongs_{0}, trims_{0}, not_connected_{0}, send_failed_{0};
+    std::array<std::atomic<std::uint64_t>, close_code_slots> closes_by_code_{};
     std::atomic<std::size_t> pending_{0};  // note_accepted() until open or end
     std::atomic<std::uint64_t> refused_pending_{0};
     std::atomic<std::size_t> closes_since_trim_{0};
