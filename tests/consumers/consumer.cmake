@@ -126,6 +126,13 @@ function(wsguard_add_chat_server)
   if(WSGUARD_EXPECT_REDIS)
     target_compile_definitions(chat_probe PRIVATE WSGUARD_PROBE_REDIS=1)
   endif()
+  # WSGUARD_EXPECT_TLS (ON when the suite's build has OpenSSL): the probe also
+  # speaks wss, which only a server built with OpenSSL serves.
+  if(WSGUARD_EXPECT_TLS)
+    find_package(OpenSSL REQUIRED)
+    target_link_libraries(chat_probe PRIVATE OpenSSL::SSL OpenSSL::Crypto)
+    target_compile_definitions(chat_probe PRIVATE WSGUARD_PROBE_TLS=1)
+  endif()
   add_dependencies(chat_probe chat_server)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_compile_options(chat_probe PRIVATE -Wall -Wextra -Wpedantic -Werror)
