@@ -365,16 +365,27 @@ TEST_CASE("wss connect/close cycles leave resident memory near its warmed-up bas
     CHECK(run(warm) == 0);
     REQUIRE(server_at_rest(server));
     const std::size_t baseline = rss_after_trim();
-    CHECK(run(cycles) == 0);
+    // Two halves: what the allocator settles into (thread arenas of the
+    // client's pool, fragmentation at 16 in flight) shows once, early; a leak
+    // per cycle grows the second half as much as the first.
+    CHECK(run(cycles / 2) == 0);
+    REQUIRE(server_at_rest(server));
+    const std::size_t middle = rss_after_trim();
+    CHECK(run(cycles - cycles / 2) == 0);
     REQUIRE(server_at_rest(server));
     const std::size_t after = rss_after_trim();
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
-    const double growth_mib =
-        (static_cast<double>(after) - static_cast<double>(baseline)) / 1048576.0;
+    const auto mib = [](std::size_t from, std::size_t to) {
+        return (static_cast<double>(to) - static_cast<double>(from)) / 1048576.0;
+    };
+    const double growth_mib = mib(baseline, after);
+    const double second_half_mib = mib(middle, after);
     std::printf(
         "tls churn: %d warm-up + %d wss connect/close cycles in %.1f s; RSS (server and client, "
-        "one process, after malloc_trim) %.2f MiB warmed up, %.2f MiB after, growth %+.2f MiB\n",
-        warm, cycles, seconds, baseline / 1048576.0, after / 1048576.0, growth_mib);
+        "one process, after malloc_trim) %.2f MiB warmed up, %.2f MiB half-way, %.2f MiB after: "
+        "growth %+.2f MiB, %+.2f MiB of it in the second half\n",
+        warm, cycles, seconds, baseline / 1048576.0, middle / 1048576.0, after / 1048576.0,
+        growth_mib, second_half_mib);
     std::fflush(stdout);
 
     const auto s = server_stats(server);
@@ -384,7 +395,9 @@ TEST_CASE("wss connect/close cycles leave resident memory near its warmed-up bas
     // Sanitizers and memcheck serve malloc themselves: RSS says nothing there.
     if (!wsguard::test::sanitizer::replaces_malloc && !wsguard::test::under_valgrind()) {
         CHECK(baseline > 0);
-        CHECK(growth_mib < 4.0);
+        // websocketpp #323 grew ~78 KiB a cycle; these bounds catch 1/100 of that.
+        CHECK(growth_mib < 6.0);
+        CHECK(second_half_mib < 2.0);
     }
     REQUIRE(server.stop());
 }
