@@ -395,9 +395,11 @@ TEST_CASE("wss connect/close cycles leave resident memory near its warmed-up bas
     // Sanitizers and memcheck serve malloc themselves: RSS says nothing there.
     if (!wsguard::test::sanitizer::replaces_malloc && !wsguard::test::under_valgrind()) {
         CHECK(baseline > 0);
-        // websocketpp #323 grew ~78 KiB a cycle; these bounds catch 1/100 of that.
+        // websocketpp #323 grew ~78 KiB a cycle; these bounds catch 1/60 of
+        // that. (This process holds the client too: the server alone stays
+        // flat, benchmarks/RESULTS.md, "wss".)
         CHECK(growth_mib < 6.0);
-        CHECK(second_half_mib < 2.0);
+        CHECK(second_half_mib < 3.0);
     }
     REQUIRE(server.stop());
 }
