@@ -61,7 +61,8 @@ int fail(const std::string& why) {
     return 1;
 }
 
-// One connection to the server: a plain socket, or TLS over it.
+// A descriptor read and written whole: the server's standard output, or a
+// connection to it (a plain socket, or TLS over it).
 struct Connection {
     int fd = -1;
 #ifdef WSGUARD_PROBE_TLS
@@ -117,16 +118,6 @@ struct Connection {
     }
 };
 
-bool read_some(int fd, std::string& into) {
-    char buffer[4096];
-    const ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n <= 0) {
-        return false;
-    }
-    into.append(buffer, static_cast<std::size_t>(n));
-    return true;
-}
-
 /// Starts chat_server with `extra` arguments, opens a WebSocket to it (over TLS
 /// when `ssl_ctx` is given), waits for the pong to a ping, and stops the
 /// server by its pid. 0 when every step held.
@@ -154,13 +145,17 @@ int probe(std::vector<std::string> extra, [[maybe_unused]] void* ssl_ctx) {
         _exit(127);
     }
     close(out[1]);
+    // Open until the server exits: it logs its shutdown there, and a closed
+    // pipe would kill it with SIGPIPE.
+    Connection server_output;
+    server_output.fd = out[0];
 
     // "chat_server: listening on 127.0.0.1 port N"
     std::string banner;
     const std::string marker = "listening on 127.0.0.1 port ";
     unsigned port = 0;
     while (port == 0) {
-        if (!read_some(out[0], banner)) {
+        if (!server_output.read_some(banner)) {
             return fail("the server exited before listening; it printed:\n" + banner);
         }
         const auto at = banner.find(marker);
@@ -172,13 +167,6 @@ int probe(std::vector<std::string> extra, [[maybe_unused]] void* ssl_ctx) {
             }
         }
     }
-    // out[0] stays open until the server exits: it logs its shutdown there,
-    // and a closed pipe would kill it with SIGPIPE.
-    struct PipeEnd {
-        int fd;
-        ~PipeEnd() { close(fd); }
-    } server_output{out[0]};
-
     Connection c;
     c.fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in address{};
