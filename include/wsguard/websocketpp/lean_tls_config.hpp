@@ -3,9 +3,10 @@
 //
 // The lean endpoint configs of lean_config.hpp on websocketpp's asio_tls
 // transport (wss): the same read buffer, loggers and connection base. Pair
-// them with make_server_tls_context() (tls_context.hpp), whose
-// SSL_MODE_RELEASE_BUFFERS keeps OpenSSL's ~34 KiB of buffers off idle
-// connections; without it they dwarf every saving here.
+// them with make_server_tls_context() (tls_context.hpp). An idle wss
+// connection still costs ~70 KiB against ~6 KiB for ws: asio's ssl::stream
+// keeps its own record buffers whatever OpenSSL's mode (benchmarks/RESULTS.md,
+// "wss").
 //
 // What differs from the plain lean configs: no lingering close (a TLS stream
 // ends with close_notify, which websocketpp's TLS socket sends, then waits for
